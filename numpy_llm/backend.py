@@ -1,0 +1,95 @@
+"""The one place that chooses the array module (``xp``) and the dtype.
+
+Everything else receives them: the model is built with a :class:`Backend`, and
+the layer functions ask an array which module owns it (``array_module(x)``), the
+way CuPy recommends writing CPU/GPU-agnostic code.  No layer imports NumPy for
+array math, so the same code runs on NumPy (CPU) or CuPy (GPU).
+
+    Backend("numpy", "float32")   # training on the CPU
+    Backend("numpy", "float64")   # gradient checking
+    Backend("cupy", "float32")    # training on an NVIDIA GPU
+"""
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
+DTYPES = ("float32", "float64")
+
+
+class BackendError(RuntimeError):
+    """The requested array module or dtype cannot be used on this machine."""
+
+
+def load_cupy():
+    """Import CuPy and check that it can see a GPU, or raise BackendError saying why."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise BackendError(f"--xp cupy needs CuPy, which is not installed ({exc}); "
+                           f"{CUPY_INSTALL_HINT}") from None
+    try:
+        n_gpus = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own types
+        raise BackendError(f"--xp cupy found CuPy but no usable GPU ({exc}); "
+                           f"use --xp numpy, or {CUPY_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
+    if n_gpus < 1:
+        raise BackendError(f"--xp cupy found CuPy but no GPU is visible; use --xp numpy")
+    return cupy
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module plus the floating dtype that parameters and activations use."""
+    name: str = "numpy"
+    dtype_name: str = "float32"
+    module: Any = None  # a test may pass its own array module (see tests/strict_xp.py)
+
+    def __post_init__(self):
+        if self.dtype_name not in DTYPES:
+            raise BackendError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype_name!r}")
+        if self.module is None:
+            if self.name == "numpy":
+                module = numpy
+            elif self.name == "cupy":
+                module = load_cupy()
+            else:
+                raise BackendError(f"--xp must be numpy or cupy, not {self.name!r}")
+            object.__setattr__(self, "module", module)
+
+    @property
+    def xp(self):
+        return self.module
+
+    @property
+    def dtype(self):
+        return numpy.dtype(self.dtype_name)
+
+    def asarray(self, host_array, dtype=None):
+        """Copy a host (NumPy) array onto this backend's device."""
+        return self.xp.asarray(host_array, dtype=dtype)
+
+    def to_numpy(self, array):
+        """Bring a device array back to the host as a NumPy array (a no-op on NumPy)."""
+        return to_numpy(array)
+
+
+def to_numpy(array):
+    """A NumPy copy of any backend's array (CuPy and test arrays expose ``.get()``)."""
+    if isinstance(array, numpy.ndarray):
+        return array
+    if hasattr(array, "get"):
+        return array.get()
+    return numpy.asarray(array)
+
+
+def array_module(array):
+    """The module (numpy, cupy, ...) that owns ``array``; layers call this instead of importing numpy."""
+    if isinstance(array, numpy.ndarray):
+        return numpy
+    module = getattr(type(array), "array_module", None)  # the strict test backend
+    if module is not None:
+        return module
+    import cupy
+    return cupy.get_array_module(array)

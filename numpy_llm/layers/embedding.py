@@ -1,0 +1,42 @@
+"""Token and position embeddings: one learned vector per byte value and per position.
+
+    idx (B, T) integers in [0, V)     wte (V, C)     wpe (block_size, C)
+    x[b, t] = wte[idx[b, t]] + wpe[t]          -> x (B, T, C)
+
+A row lookup has no multiply, so its gradient is a routing of ``dx`` back to
+the rows that were read: every occurrence of a token adds into that token's row.
+"""
+from ..backend import array_module
+
+
+def embedding_forward(idx, wte, wpe):
+    """Look up token and position vectors; returns (x (B, T, C), cache)."""
+    T = idx.shape[1]
+    x = wte[idx]            # (B, T, C) gather
+    x += wpe[:T]            # broadcast over the batch
+    return x, (idx, wte.shape[0], wpe.shape[0])
+
+
+def embedding_backward(dx, cache):
+    """Gradients of the two tables; idx is discrete, so it has no gradient (None).
+
+    Forward: x[b, t] = wte[idx[b, t]] + wpe[t]
+    dwte[v] = sum over all (b, t) with idx[b, t] == v of dx[b, t]
+            = onehot(idx)^T @ dx   : (V, B*T) @ (B*T, C) -> (V, C)
+      (a matmul instead of np.add.at: one BLAS call, and repeated tokens add up)
+    dwpe[t] = sum_b dx[b, t]        : (T, C); rows t >= T were not read and get 0
+    """
+    idx, vocab_size, block_size = cache
+    xp = array_module(dx)
+    B, T, C = dx.shape
+    dx_rows = dx.reshape(B * T, C)
+    dwte = onehot(idx.reshape(-1), vocab_size, dx.dtype).T @ dx_rows
+    dwpe = xp.zeros((block_size, C), dtype=dx.dtype)
+    dwpe[:T] = dx.sum(axis=0)
+    return None, {"wte": dwte, "wpe": dwpe}
+
+
+def onehot(idx, num_classes, dtype):
+    """(N,) integers -> (N, num_classes) rows with a single 1."""
+    xp = array_module(idx)
+    return (idx[:, None] == xp.arange(num_classes)[None, :]).astype(dtype)

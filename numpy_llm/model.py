@@ -1,0 +1,193 @@
+"""The full model: a byte-level GPT-2 (as nanoGPT has it), forward and backward.
+
+    idx (B, T) byte ids, T <= block_size
+    x = wte[idx] + wpe[:T]                         (B, T, C)   embeddings
+    x = block_l(x)  for l = 0 .. n_layer-1         (B, T, C)   pre-LN transformer blocks
+    h = ln_f(x)                                    (B, T, C)   final LayerNorm
+    logits = h @ wte^T                             (B, T, V)   LM head tied to the token embedding
+    loss = cross_entropy(logits, targets)                      mean over all B*T positions
+
+Parameters live in one ordered registry ``name -> array`` (see :func:`param_shapes`);
+gradients come back as a dict with the same names.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .backend import Backend
+from .layers.block import BLOCK_PARAMS, block_backward, block_forward
+from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
+from .layers.dropout import dropout_backward, dropout_forward
+from .layers.embedding import embedding_backward, embedding_forward
+from .layers.layernorm import layernorm_backward, layernorm_forward
+from .tokenizer import VOCAB_SIZE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture's sizes.  n_embd must be divisible by n_head."""
+    block_size: int = 128    # longest context, in bytes
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    vocab_size: int = VOCAB_SIZE
+
+    def __post_init__(self):
+        for name in ("block_size", "n_layer", "n_head", "n_embd", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def param_shapes(config):
+    """The parameter registry's names and shapes, in order."""
+    C, V = config.n_embd, config.vocab_size
+    local_shapes = {"ln_1.gamma": (C,), "ln_1.beta": (C,),
+                    "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
+                    "attn.w_proj": (C, C), "attn.b_proj": (C,),
+                    "ln_2.gamma": (C,), "ln_2.beta": (C,),
+                    "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,),
+                    "mlp.w_proj": (4 * C, C), "mlp.b_proj": (C,)}
+    shapes = {"wte": (V, C), "wpe": (config.block_size, C)}
+    for layer in range(config.n_layer):
+        for name in BLOCK_PARAMS:
+            shapes[f"h.{layer}.{name}"] = local_shapes[name]
+    shapes["ln_f.gamma"] = (C,)
+    shapes["ln_f.beta"] = (C,)
+    return shapes
+
+
+def init_params(config, seed=0):
+    """GPT-2 initialisation, as host (NumPy float64) arrays.
+
+    Weights and embeddings ~ N(0, 0.02); the two projections that write into the
+    residual stream (attn.w_proj, mlp.w_proj) ~ N(0, 0.02 / sqrt(2 n_layer)), so the
+    stream's variance does not grow with depth; biases 0; LayerNorm gamma 1, beta 0.
+    """
+    rng = np.random.default_rng(seed)
+    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        if name.endswith(".gamma"):
+            params[name] = np.ones(shape)
+        elif len(shape) == 1:                                   # biases and LayerNorm beta
+            params[name] = np.zeros(shape)
+        elif name.endswith(("attn.w_proj", "mlp.w_proj")):
+            params[name] = rng.normal(0.0, residual_std, size=shape)
+        else:
+            params[name] = rng.normal(0.0, 0.02, size=shape)
+    return params
+
+
+def block_params(params, layer):
+    """Layer ``layer``'s parameters under their local names (views, no copies)."""
+    prefix = f"h.{layer}."
+    return {name: params[prefix + name] for name in BLOCK_PARAMS}
+
+
+def model_forward(params, config, idx, rng=None):
+    """Logits for every position: idx (B, T) -> logits (B, T, V), cache for the backward.
+
+    ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode."""
+    B, T = idx.shape
+    if T > config.block_size:
+        raise ValueError(f"sequence length {T} exceeds block_size {config.block_size}")
+    x, emb_cache = embedding_forward(idx, params["wte"], params["wpe"])
+    x, emb_drop_cache = dropout_forward(x, config.dropout, rng)
+    block_caches = []
+    for layer in range(config.n_layer):
+        x, cache = block_forward(x, block_params(params, layer), config.n_head, config.dropout, rng)
+        block_caches.append(cache)
+    h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
+    logits = h @ params["wte"].T                                  # (B, T, C) @ (C, V)
+    return logits, (emb_cache, emb_drop_cache, block_caches, lnf_cache, h, params["wte"])
+
+
+def model_backward(dlogits, cache):
+    """Gradients of every parameter, by registry name, from dlogits (B, T, V).
+
+    logits = h @ wte^T   ->  dh = dlogits @ wte             (B, T, C)
+                             dwte_head = dlogits^T @ h      (V, C), flattened over B*T
+    h = ln_f(x)          ->  layernorm backward
+    x = block_l(x)       ->  block backward, last layer first
+    x = wte[idx] + wpe   ->  embedding backward; wte's two contributions (lookup and head) are summed
+    """
+    emb_cache, emb_drop_cache, block_caches, lnf_cache, h, wte = cache
+    B, T, V = dlogits.shape
+    C = h.shape[-1]
+    grads = {}
+    dh = dlogits @ wte
+    dwte_head = dlogits.reshape(B * T, V).T @ h.reshape(B * T, C)
+    dx, lnf_grads = layernorm_backward(dh, lnf_cache)
+    grads["ln_f.gamma"], grads["ln_f.beta"] = lnf_grads["gamma"], lnf_grads["beta"]
+    for layer in reversed(range(len(block_caches))):
+        dx, layer_grads = block_backward(dx, block_caches[layer])
+        for name, g in layer_grads.items():
+            grads[f"h.{layer}.{name}"] = g
+    dx, _ = dropout_backward(dx, emb_drop_cache)
+    _, emb_grads = embedding_backward(dx, emb_cache)
+    grads["wte"] = emb_grads["wte"]
+    grads["wte"] += dwte_head
+    grads["wpe"] = emb_grads["wpe"]
+    return grads
+
+
+class TinyTransformerLM:
+    """The model: a config, a backend (array module + dtype) and the parameter registry.
+
+        model = TinyTransformerLM(ModelConfig(n_layer=2), Backend("numpy", "float64"), seed=0)
+        loss, grads = model.loss_and_grads(idx, targets)   # grads[name] has params[name]'s shape
+    """
+
+    def __init__(self, config, backend=None, seed=0, params=None):
+        self.config = config
+        self.backend = backend or Backend()
+        host_params = init_params(config, seed) if params is None else params
+        self.params = {}
+        for name, shape in param_shapes(config).items():
+            if tuple(host_params[name].shape) != shape:
+                raise ValueError(f"parameter {name} has shape {tuple(host_params[name].shape)}, expected {shape}")
+            self.params[name] = self.backend.asarray(host_params[name], dtype=self.backend.dtype)
+
+    def _device_ids(self, idx):
+        return self.backend.asarray(idx, dtype="int64")
+
+    def logits(self, idx):
+        """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""
+        logits, _ = model_forward(self.params, self.config, self._device_ids(idx))
+        return logits
+
+    def loss(self, idx, targets):
+        """Mean cross-entropy as a Python float, with no gradient work (evaluation)."""
+        logits = self.logits(idx)
+        loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size),
+                                        self._device_ids(targets).reshape(-1))
+        return float(loss)
+
+    def loss_and_grads(self, idx, targets, rng=None):
+        """One forward and one backward: (loss as a 0-d device array, grads by name).
+
+        ``rng`` (a NumPy Generator) enables dropout; the loss stays on the device so
+        the caller decides when to synchronise."""
+        idx, targets = self._device_ids(idx), self._device_ids(targets)
+        logits, cache = model_forward(self.params, self.config, idx, rng)
+        B, T, V = logits.shape
+        loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
+        dlogits, _ = cross_entropy_backward(1.0, ce_cache)
+        grads = model_backward(dlogits.reshape(B, T, V), cache)
+        return loss, {name: grads[name] for name in self.params}     # registry order
+
+    def host_params(self):
+        """Every parameter as a NumPy array (for checkpoints)."""
+        return {name: self.backend.to_numpy(p) for name, p in self.params.items()}
+
+    def num_params(self):
+        return sum(int(np.prod(p.shape)) for p in self.params.values())

@@ -1,0 +1,8 @@
+#!/usr/bin/env python3
+"""Entry point: ``python cli.py --help``.  Same as ``python -m numpy_llm``."""
+import sys
+
+from numpy_llm.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Command line: ``python cli.py <command> [flags]`` (or ``python -m numpy_llm``).
+
+Each command lives in ``numpy_llm/commands/<name>.py`` with two functions:
+``configure(parser)`` adds its flags, ``run(args) -> exit code`` does the work.
+Bad input (UsageError, BackendError) becomes one line on stderr and exit code 2.
+"""
+import argparse
+import importlib
+import sys
+
+from .backend import BackendError
+from .errors import UsageError
+
+COMMANDS = {
+    "train": "train a model on a text (or any) file",
+    "generate": "generate text from a checkpoint",
+    "gradcheck": "check every handwritten backward against finite differences",
+    "bench": "benchmark training and generation speed",
+    "plot": "draw a run's train and validation loss curves into a PNG",
+    "attention": "draw every layer's and head's attention pattern over a prompt into a PNG",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="cli.py", description="numpy_llm: a byte-level GPT in NumPy "
+                                     "with handwritten gradients.")
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text.capitalize() + ".",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        command.set_defaults(module=_command_module(name))
+        command.set_defaults(_module_name=name)
+        _command_module(name).configure(command)
+    return parser
+
+
+def _command_module(name):
+    return importlib.import_module(f"numpy_llm.commands.{name}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.module.run(args)
+    except (UsageError, BackendError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:            # `generate ... | head` closed the pipe: not an error
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

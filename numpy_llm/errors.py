@@ -1,0 +1,5 @@
+"""The error the command line turns into one line on stderr and exit code 2."""
+
+
+class UsageError(Exception):
+    """Bad input from the user: a flag, a file or a checkpoint that cannot be used as given."""

@@ -3,3 +3,7 @@
 
 class UsageError(Exception):
     """Bad input from the user: a flag, a file or a checkpoint that cannot be used as given."""
+
+
+class TrainingError(Exception):
+    """Training cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""

@@ -93,18 +93,22 @@ def block_params(params, layer):
     return {name: params[prefix + name] for name in BLOCK_PARAMS}
 
 
-def model_forward(params, config, idx, rng=None):
+def model_forward(params, config, idx, rng=None, kv_cache=None):
     """Logits for every position: idx (B, T) -> logits (B, T, V), cache for the backward.
 
-    ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode."""
+    ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode.
+    ``kv_cache`` (a KVCache, generation only): idx holds the *new* positions, which
+    continue after the ones already cached."""
     B, T = idx.shape
-    if T > config.block_size:
-        raise ValueError(f"sequence length {T} exceeds block_size {config.block_size}")
-    x, emb_cache = embedding_forward(idx, params["wte"], params["wpe"])
+    start = 0 if kv_cache is None else kv_cache.length
+    if start + T > config.block_size:
+        raise ValueError(f"sequence length {start + T} exceeds block_size {config.block_size}")
+    x, emb_cache = embedding_forward(idx, params["wte"], params["wpe"], start)
     x, emb_drop_cache = dropout_forward(x, config.dropout, rng)
     block_caches = []
     for layer in range(config.n_layer):
-        x, cache = block_forward(x, block_params(params, layer), config.n_head, config.dropout, rng)
+        layer_kv = None if kv_cache is None else kv_cache.layers[layer]
+        x, cache = block_forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv)
         block_caches.append(cache)
     h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     logits = h @ params["wte"].T                                  # (B, T, C) @ (C, V)

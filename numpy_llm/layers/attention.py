@@ -119,10 +119,15 @@ def merge_heads(y):
     return y.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
 
 
-def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0, rng=None):
-    """Multi-head causal self-attention: x (B, T, C) -> out (B, T, C), cache."""
+def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0, rng=None, kv_cache=None):
+    """Multi-head causal self-attention: x (B, T, C) -> out (B, T, C), cache.
+
+    With a ``kv_cache`` (generation, see numpy_llm/kv_cache.py) the T new positions
+    append their keys and values to it and attend over every stored position."""
     qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)              # (B, T, 3C)
     q, k, v = split_heads(qkv, n_head)                            # (B, H, T, hs) each
+    if kv_cache is not None:
+        k, v = kv_cache.append(k, v)                              # (B, H, Tk, hs), Tk >= T
     y, attn_cache = causal_attention_forward(q, k, v, dropout, rng)
     out, proj_cache = linear_forward(merge_heads(y), w_proj, b_proj)
     return out, (qkv_cache, attn_cache, proj_cache, n_head)

@@ -19,11 +19,13 @@ BLOCK_PARAMS = ("ln_1.gamma", "ln_1.beta", "attn.w_qkv", "attn.b_qkv", "attn.w_p
                 "mlp.w_proj", "mlp.b_proj")
 
 
-def block_forward(x, p, n_head, dropout=0.0, rng=None):
-    """x (B, T, C), p: this block's parameters by local name -> (out (B, T, C), cache)."""
+def block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
+    """x (B, T, C), p: this block's parameters by local name -> (out (B, T, C), cache).
+
+    ``kv_cache``: this layer's LayerKVCache when generating (numpy_llm/kv_cache.py)."""
     h1, ln1_cache = layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
     a, attn_cache = self_attention_forward(h1, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"],
-                                           p["attn.b_proj"], n_head, dropout, rng)
+                                           p["attn.b_proj"], n_head, dropout, rng, kv_cache)
     a, attn_drop_cache = dropout_forward(a, dropout, rng)
     x = x + a
     h2, ln2_cache = layernorm_forward(x, p["ln_2.gamma"], p["ln_2.beta"])

@@ -9,12 +9,14 @@ the rows that were read: every occurrence of a token adds into that token's row.
 from ..backend import array_module
 
 
-def embedding_forward(idx, wte, wpe):
-    """Look up token and position vectors; returns (x (B, T, C), cache)."""
+def embedding_forward(idx, wte, wpe, start=0):
+    """Look up token and position vectors; returns (x (B, T, C), cache).
+
+    ``start`` is the position of idx[:, 0] (non-zero only when generating with a KV cache)."""
     T = idx.shape[1]
-    x = wte[idx]            # (B, T, C) gather
-    x += wpe[:T]            # broadcast over the batch
-    return x, (idx, wte.shape[0], wpe.shape[0])
+    x = wte[idx]                    # (B, T, C) gather
+    x += wpe[start:start + T]       # broadcast over the batch
+    return x, (idx, wte.shape[0], wpe.shape[0], start)
 
 
 def embedding_backward(dx, cache):
@@ -24,15 +26,15 @@ def embedding_backward(dx, cache):
     dwte[v] = sum over all (b, t) with idx[b, t] == v of dx[b, t]
             = onehot(idx)^T @ dx   : (V, B*T) @ (B*T, C) -> (V, C)
       (a matmul instead of np.add.at: one BLAS call, and repeated tokens add up)
-    dwpe[t] = sum_b dx[b, t]        : (T, C); rows t >= T were not read and get 0
+    dwpe[start + t] = sum_b dx[b, t] : (T, C); rows that were not read get 0
     """
-    idx, vocab_size, block_size = cache
+    idx, vocab_size, block_size, start = cache
     xp = array_module(dx)
     B, T, C = dx.shape
     dx_rows = dx.reshape(B * T, C)
     dwte = onehot(idx.reshape(-1), vocab_size, dx.dtype).T @ dx_rows
     dwpe = xp.zeros((block_size, C), dtype=dx.dtype)
-    dwpe[:T] = dx.sum(axis=0)
+    dwpe[start:start + T] = dx.sum(axis=0)
     return None, {"wte": dwte, "wpe": dwpe}
 
 

@@ -1,0 +1,82 @@
+"""``python cli.py generate``: continue a prompt with a trained model, streaming to stdout."""
+import math
+import sys
+
+import numpy as np
+
+from ..backend import Backend
+from ..checkpoint import load_model
+from ..errors import UsageError
+from ..generate import generate
+from ..tokenizer import StreamDecoder, encode
+
+
+def configure(parser):
+    parser.add_argument("--ckpt", default="ckpt.npz", help="checkpoint to load")
+    parser.add_argument("--prompt", default="", help="text to continue (empty: start from a newline)")
+    parser.add_argument("--prompt-file", default=None, help="read the prompt from this file (raw bytes) instead")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="bytes to generate per sample")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="divide the logits by this; 0 = greedy (always the most likely byte)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely bytes")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="then only among the most likely bytes whose mass reaches p (nucleus), in (0, 1]")
+    parser.add_argument("--seed", type=int, default=1337, help="random seed: the same seed gives the same text")
+    parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
+    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy", help="array module")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="recompute the whole context for every byte instead of using the KV cache")
+
+
+def run(args):
+    _validate(args)
+    prompt = _read_prompt(args)
+    model, meta = load_model(args.ckpt, Backend(args.xp, "float32"))
+    block_size = model.config.block_size
+    if len(prompt) > block_size:
+        print(f"note: the prompt has {len(prompt)} bytes; the model sees its last {block_size}",
+              file=sys.stderr)
+    print(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters)",
+          file=sys.stderr)
+    rng = np.random.default_rng(args.seed)
+    out = sys.stdout
+    for sample in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {sample + 1} ---", file=sys.stderr, flush=True)
+        decoder = StreamDecoder()
+        out.write(decoder.feed(prompt))
+        out.flush()
+        for token in generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache):
+            text = decoder.feed([token])
+            if text:
+                out.write(text)
+                out.flush()
+        out.write(decoder.flush() + "\n")
+        out.flush()
+    return 0
+
+
+def _validate(args):
+    if not math.isfinite(args.temperature) or args.temperature < 0:
+        raise UsageError(f"--temperature must be 0 (greedy) or positive, not {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, not {args.top_k}")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+        raise UsageError(f"--top-p must be in (0, 1], not {args.top_p}")
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be positive, not {args.max_new_tokens}")
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples must be positive, not {args.num_samples}")
+
+
+def _read_prompt(args):
+    if args.prompt_file is not None:
+        try:
+            with open(args.prompt_file, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read prompt file {args.prompt_file}: {exc.strerror or exc}") from None
+    else:
+        data = args.prompt.encode("utf-8", errors="surrogateescape")
+    return encode(data) if data else encode("\n")

@@ -1,0 +1,51 @@
+"""Generation: feed the model its own output, one byte at a time.
+
+    context = prompt (last block_size bytes)
+    repeat: logits = model(context)[-1]; byte = sample_next(logits); context += byte
+
+Without a cache (``use_cache=False``) every step runs the full forward over the
+context: O(T^2) attention and O(T) everything else per new byte.  With the KV cache
+each step processes only the new position (numpy_llm/kv_cache.py).  When the context
+reaches block_size, the window slides: the oldest byte is dropped and the cache is
+recomputed for the cropped window (positions are absolute, so every key and value
+changes); the bytes produced are identical to a full recompute.
+"""
+from .backend import to_numpy
+from .kv_cache import KVCache
+from .model import model_forward
+from .sampling import sample_next
+
+
+def last_logits(model, context_ids, kv_cache=None):
+    """Logits (V,) on the host for the position after ``context_ids`` (1-D host ints).
+
+    With a kv_cache, context_ids are only the positions not yet in the cache."""
+    idx = model.backend.asarray(context_ids[None, :], dtype="int64")
+    logits, _ = model_forward(model.params, model.config, idx, kv_cache=kv_cache)
+    return to_numpy(logits[0, -1])
+
+
+def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None,
+             rng=None, use_cache=True):
+    """Yield max_new_tokens new byte ids (ints), one at a time, continuing prompt_ids (1-D, non-empty).
+
+    ``rng``: a NumPy Generator (needed unless temperature is 0)."""
+    import numpy as np
+    block_size = model.config.block_size
+    tokens = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
+    if not tokens:
+        raise ValueError("generation needs a non-empty prompt")
+    cache = KVCache(model.config, model.backend.xp, model.backend.dtype) if use_cache else None
+    pending = tokens[-block_size:]                      # positions not yet run through the model
+    for _ in range(max_new_tokens):
+        if cache is None:
+            logits = last_logits(model, np.array(tokens[-block_size:]))
+        else:
+            if cache.length + len(pending) > block_size:    # window full: slide and recompute
+                cache.reset()
+                pending = tokens[-block_size:]
+            logits = last_logits(model, np.array(pending), cache)
+        token = sample_next(logits, rng, temperature, top_k, top_p)
+        tokens.append(token)
+        pending = [token]
+        yield token

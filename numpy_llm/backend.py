@@ -67,8 +67,9 @@ class Backend:
         return numpy.dtype(self.dtype_name)
 
     def asarray(self, host_array, dtype=None):
-        """Copy a host (NumPy) array onto this backend's device."""
-        return self.xp.asarray(host_array, dtype=dtype)
+        """Copy a host (NumPy) array onto this backend's device (always a copy, even on NumPy,
+        so a model never shares memory with the arrays it was built from)."""
+        return self.xp.array(host_array, dtype=dtype, copy=True)
 
     def to_numpy(self, array):
         """Bring a device array back to the host as a NumPy array (a no-op on NumPy)."""

@@ -111,7 +111,8 @@ def model_forward(params, config, idx, rng=None, kv_cache=None):
         x, cache = block_forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv)
         block_caches.append(cache)
     h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
-    logits = h @ params["wte"].T                                  # (B, T, C) @ (C, V)
+    V, C = params["wte"].shape
+    logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one sgemm
     return logits, (emb_cache, emb_drop_cache, block_caches, lnf_cache, h, params["wte"])
 
 
@@ -128,8 +129,9 @@ def model_backward(dlogits, cache):
     B, T, V = dlogits.shape
     C = h.shape[-1]
     grads = {}
-    dh = dlogits @ wte
-    dwte_head = dlogits.reshape(B * T, V).T @ h.reshape(B * T, C)
+    dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one sgemm
+    dh = (dlogits2d @ wte).reshape(B, T, C)
+    dwte_head = dlogits2d.T @ h.reshape(B * T, C)
     dx, lnf_grads = layernorm_backward(dh, lnf_cache)
     grads["ln_f.gamma"], grads["ln_f.beta"] = lnf_grads["gamma"], lnf_grads["beta"]
     for layer in reversed(range(len(block_caches))):
@@ -177,10 +179,11 @@ class TinyTransformerLM:
         return float(loss)
 
     def loss_and_grads(self, idx, targets, rng=None):
-        """One forward and one backward: (loss as a 0-d device array, grads by name).
+        """One forward and one backward: (loss, grads by name).
 
-        ``rng`` (a NumPy Generator) enables dropout; the loss stays on the device so
-        the caller decides when to synchronise."""
+        The loss is a 0-d device array (a NumPy scalar on NumPy): it stays on the device
+
+        so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout."""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
         logits, cache = model_forward(self.params, self.config, idx, rng)
         B, T, V = logits.shape
@@ -190,8 +193,8 @@ class TinyTransformerLM:
         return loss, {name: grads[name] for name in self.params}     # registry order
 
     def host_params(self):
-        """Every parameter as a NumPy array (for checkpoints)."""
-        return {name: self.backend.to_numpy(p) for name, p in self.params.items()}
+        """A NumPy copy of every parameter (a snapshot: later training does not change it)."""
+        return {name: np.array(self.backend.to_numpy(p), copy=True) for name, p in self.params.items()}
 
     def num_params(self):
         return sum(int(np.prod(p.shape)) for p in self.params.values())

@@ -1,0 +1,93 @@
+"""The same code on real CuPy: the gradcheck suite, and one training step that must match NumPy.
+
+Run with ``python -m pytest -m gpu``; skipped without CuPy or without a visible GPU."""
+import numpy as np
+import pytest
+
+from gradcheck import TOLERANCE, suite
+from numpy_llm.backend import Backend, BackendError, load_cupy
+from numpy_llm.model import ModelConfig, TinyTransformerLM, init_params
+from numpy_llm.optim import AdamW, clip_grads
+
+pytestmark = pytest.mark.gpu
+
+MATCH = {"float32": 1e-5, "float64": 1e-10}     # CuPy vs NumPy, max|a - b| / max|b| per tensor
+# Adam divides by sqrt(v) + eps: where the true gradient is 0 (e.g. the key bias: softmax ignores a
+# per-query constant) the update is rounding noise / eps on either backend, so in float32 the updated
+# parameters are compared only where |g| >= ADAM_FLOOR * max|g| of the tensor (elsewhere: |diff| <= 2 lr).
+ADAM_FLOOR = 1e-3
+CONFIG = ModelConfig(block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.1)
+LR = 1e-3
+N_STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def cupy():
+    try:
+        return load_cupy()
+    except BackendError as exc:
+        pytest.skip(str(exc))
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-300)
+
+
+def test_gradcheck_suite_on_cupy(cupy):
+    results = suite.run_suite(Backend("cupy", "float64"))
+    assert len(results) == len(suite.run_suite(Backend("numpy", "float64")))
+    for r in results:
+        assert r.rel_error <= TOLERANCE, r.describe()
+
+
+def host_copy(backend, arrays):
+    return {n: np.array(backend.to_numpy(x), copy=True) for n, x in arrays.items()}
+
+
+def train_steps(backend, n_steps=N_STEPS, seed=0):
+    """n_steps of loss_and_grads (with dropout) + clip + AdamW from the same params and data.
+    Returns host copies of (losses, the last step's unclipped grads, params, m, v)."""
+    params = init_params(CONFIG, seed)
+    rng = np.random.default_rng(seed + 1)
+    params = {n: p + 0.05 * rng.standard_normal(p.shape) for n, p in params.items()}
+    model = TinyTransformerLM(CONFIG, backend, params=params)
+    opt = AdamW(model.params, lr=LR)
+    idx = rng.integers(0, 256, size=(4, CONFIG.block_size))
+    targets = rng.integers(0, 256, size=(4, CONFIG.block_size))
+    losses = []
+    for step in range(n_steps):
+        loss, grads = model.loss_and_grads(idx, targets, rng=np.random.default_rng(100 + step))
+        losses.append(float(loss))
+        host_grads = host_copy(backend, grads)
+        clip_grads(grads, 1.0)
+        opt.step(model.params, grads)
+    return losses, host_grads, host_copy(backend, model.params), host_copy(backend, opt.m), host_copy(backend, opt.v)
+
+
+def compare_steps(device, reference, dtype):
+    """Assert that a device run of train_steps matches the NumPy run (see MATCH, ADAM_FLOOR)."""
+    tol = MATCH[dtype]
+    losses, grads, params, m, v = device
+    ref_losses, ref_grads, ref_params, ref_m, ref_v = reference
+    for a, b in zip(losses, ref_losses):
+        assert abs(a - b) <= tol * abs(b)
+    for name in ref_params:
+        assert params[name].dtype == np.dtype(dtype), name
+        assert rel(grads[name], ref_grads[name]) <= tol, ("grad", name, rel(grads[name], ref_grads[name]))
+        assert rel(m[name], ref_m[name]) <= tol, ("m", name, rel(m[name], ref_m[name]))
+        assert rel(v[name], ref_v[name]) <= tol, ("v", name, rel(v[name], ref_v[name]))
+        g = np.abs(ref_grads[name])
+        solid = g >= ADAM_FLOOR * g.max() if dtype == "float32" else np.ones(g.shape, dtype=bool)
+        scale = np.abs(ref_params[name]).max()
+        diff = np.abs(params[name].astype(np.float64) - ref_params[name])
+        assert diff[solid].max(initial=0.0) <= tol * scale, ("param", name, diff[solid].max() / scale)
+        # each Adam step moves a parameter by at most lr (beta1=0.9, beta2=0.95: 1-b1 < sqrt(1-b2))
+        assert diff[~solid].max(initial=0.0) <= 2 * LR * N_STEPS, ("param (zero-gradient entries)", name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_step_matches_numpy(cupy, dtype):
+    device = train_steps(Backend("cupy", dtype))
+    reference = train_steps(Backend("numpy", dtype))
+    compare_steps(device, reference, dtype)

@@ -26,7 +26,7 @@ def build_parser():
                                      "with handwritten gradients.")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text, description=help_text.capitalize() + ".",
+        command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         command.set_defaults(module=_command_module(name))
         command.set_defaults(_module_name=name)

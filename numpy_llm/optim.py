@@ -15,7 +15,7 @@ from .backend import array_module
 
 
 def global_grad_norm(grads):
-    """sqrt(sum over every tensor of sum(g^2)), as a 0-d device array (no host sync)."""
+    """sqrt(sum over every tensor of sum(g^2)), as a 0-d device array (computing it does not sync)."""
     total = None
     for g in grads.values():
         sq = (g * g).sum() if g.ndim < 2 else _sum_squares(g)

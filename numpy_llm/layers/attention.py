@@ -52,8 +52,8 @@ def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
     Tq, hs = q.shape[-2:]
     Tk = k.shape[-2]
     scale = 1.0 / math.sqrt(hs)
-    scores = q @ k.swapaxes(-1, -2)                        # (..., Tq, Tk)
-    scores *= scale
+    scores = (q * scale) @ k.swapaxes(-1, -2)              # (..., Tq, Tk) = q k^T / sqrt(hs)
+    # (scaling q, Tq x hs numbers, is Tk / hs times less work than scaling the Tq x Tk scores)
     scores += causal_mask(xp, Tq, Tk, scores.dtype.name)
     probs = softmax_inplace(scores)                        # masked entries become exactly 0
     probs_used, drop_cache = dropout_forward(probs, dropout, rng)
@@ -71,16 +71,24 @@ def causal_attention_backward(dout, cache):
       (masked entries have probs = 0, so no gradient flows to the future)
     dq      = s * dscores @ k                        (..., Tq, Tk) @ (..., Tk, hs)
     dk      = s * dscores^T @ q                      (..., Tk, Tq) @ (..., Tq, hs)
+    (the factor s is applied to dq and dk, hs columns each, not to the Tk columns of dscores)
     """
     q, k, v, probs, probs_used, drop_cache, scale = cache
     dv = probs_used.swapaxes(-1, -2) @ dout
     dprobs = dout @ v.swapaxes(-1, -2)
     dprobs, _ = dropout_backward(dprobs, drop_cache)
     dscores = softmax_backward_inplace(dprobs, probs)
-    dscores *= scale
     dq = dscores @ k
+    dq *= scale
     dk = dscores.swapaxes(-1, -2) @ q
+    dk *= scale
     return (dq, dk, dv), {}
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(xp, n, dtype_name):
+    """A constant vector of n ones, built once per size (row sums as matrix-vector products)."""
+    return xp.ones(n, dtype=dtype_name)
 
 
 def softmax_inplace(scores):
@@ -89,9 +97,13 @@ def softmax_inplace(scores):
     probs = exp(scores - max) / sum(exp(scores - max)); subtracting the row max
     changes nothing mathematically and keeps exp from overflowing."""
     xp = array_module(scores)
+    n = scores.shape[-1]
     scores -= scores.max(axis=-1, keepdims=True)
     probs = xp.exp(scores, out=scores)
-    probs /= probs.sum(axis=-1, keepdims=True)
+    # row sums sum_j probs[..., j] as one matrix-vector product (rows, n) @ ones(n): a BLAS
+    # gemv, several times faster than NumPy's reduction over a short last axis
+    row_sums = probs.reshape(-1, n) @ _ones(xp, n, probs.dtype.name)
+    probs *= (1.0 / row_sums).reshape(probs.shape[:-1] + (1,))   # one division per row, then multiplies
     return probs
 
 
@@ -99,7 +111,9 @@ def softmax_backward_inplace(dprobs, probs):
     """dscores = probs * (dprobs - sum_j dprobs * probs), in dprobs' buffer.
 
     From d probs_i / d scores_j = probs_i (delta_ij - probs_j)."""
-    row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
+    xp = array_module(dprobs)
+    # sum_j dprobs[..., j] * probs[..., j] per row, without a full-size temporary product
+    row_dot = xp.einsum("...j,...j->...", dprobs, probs)[..., None]
     dprobs -= row_dot
     dprobs *= probs
     return dprobs

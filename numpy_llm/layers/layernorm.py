@@ -6,20 +6,42 @@ then apply a learned per-feature scale (gamma) and shift (beta).
     rstd = 1 / sqrt(var + eps)
     xhat = (x - mean) * rstd                                   -> (..., C)
     out  = xhat * gamma + beta                                 -> (..., C)
+
+Speed: every "mean over c" or "sum over c" of a row is computed as a matrix-vector
+product, ``x2d (N, C) @ (ones(C) / C)`` (one BLAS gemv); NumPy's own reduction over a
+short last axis is several times slower.  Buffers are reused in place where the math
+allows (``*=``, ``out=``).
 """
+import functools
+
+from ..backend import array_module
+
 EPS = 1e-5
+
+
+@functools.lru_cache(maxsize=32)
+def _mean_vector(xp, n, dtype_name):
+    """The constant vector ones(n) / n: ``rows @ it`` is the mean of each row."""
+    return xp.full(n, 1.0 / n, dtype=dtype_name)
 
 
 def layernorm_forward(x, gamma, beta):
     """Returns (out (..., C), cache)."""
-    mean = x.mean(axis=-1, keepdims=True)
-    xhat = x - mean
-    var = (xhat * xhat).mean(axis=-1, keepdims=True)
-    rstd = 1.0 / (var + EPS) ** 0.5
-    xhat *= rstd
-    out = xhat * gamma
+    xp = array_module(x)
+    C = x.shape[-1]
+    x2d = x.reshape(-1, C)                                    # (N, C), N = all leading axes
+    row_mean = _mean_vector(xp, C, x.dtype.name)
+    mean = x2d @ row_mean                                     # (N,)   mean_c x
+    xhat = x2d - mean[:, None]                                # (N, C) x - mean
+    sq = xhat * xhat
+    var = sq @ row_mean                                       # (N,)   mean_c (x - mean)^2
+    var += EPS
+    rstd = (1.0 / xp.sqrt(var))[:, None]                      # (N, 1) 1 / sqrt(var + eps)
+    xhat *= rstd                                              # xhat = (x - mean) * rstd
+    out = xp.multiply(xhat, gamma, out=sq)                    # xhat * gamma, in the squares' buffer
     out += beta
-    return out, (xhat, rstd, gamma)
+    lead = x.shape[:-1]
+    return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
 
 
 def layernorm_backward(dout, cache):
@@ -32,14 +54,24 @@ def layernorm_backward(dout, cache):
     mean and rstd both depend on every x_c; differentiating through them
     (d mean/dx_c = 1/C, d rstd/dx_c = -rstd^2 * xhat_c / C ... ) collapses to
     dx = rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat * xhat))  : (..., C)
+
+    The two row means need no dxhat array: mean_c(dxhat) = (dout @ gamma) / C and
+    mean_c(dxhat * xhat) = ((dout * xhat) @ gamma) / C, and dout * xhat is also the
+    product whose column sums are dgamma.
     """
-    xhat, rstd, gamma = cache
+    xhat, rstd, gamma = cache                                 # xhat (..., C), rstd (..., 1)
+    xp = array_module(dout)
     C = gamma.shape[0]
-    dout2d = dout.reshape(-1, C)
-    dgamma = (dout2d * xhat.reshape(-1, C)).sum(axis=0)
+    dout2d, xhat, rstd = dout.reshape(-1, C), xhat.reshape(-1, C), rstd.reshape(-1, 1)   # (N, C), (N, 1)
+    dout_xhat = dout2d * xhat                                 # (N, C)
+    dgamma = dout_xhat.sum(axis=0)
     dbeta = dout2d.sum(axis=0)
-    dxhat = dout * gamma
-    dx = dxhat - dxhat.mean(axis=-1, keepdims=True)
-    dx -= xhat * (dxhat * xhat).mean(axis=-1, keepdims=True)
+    mean_dxhat = dout2d @ gamma                               # (N,)  sum_c dout * gamma ...
+    mean_dxhat *= 1.0 / C                                     #       ... / C
+    mean_dxhat_xhat = dout_xhat @ gamma                       # (N,)  sum_c dout * gamma * xhat ...
+    mean_dxhat_xhat *= 1.0 / C                                #       ... / C
+    dx = dout2d * gamma                                       # dxhat
+    dx -= mean_dxhat[:, None]
+    dx -= xp.multiply(xhat, mean_dxhat_xhat[:, None], out=dout_xhat)   # (buffer reused)
     dx *= rstd
-    return dx, {"gamma": dgamma, "beta": dbeta}
+    return dx.reshape(dout.shape), {"gamma": dgamma, "beta": dbeta}

@@ -1,0 +1,71 @@
+"""``python cli.py bench``: training-step time, FLOP/s, memory and generation speed
+(optionally next to PyTorch); the measuring itself lives in ``numpy_llm/bench.py``."""
+import json
+import sys
+
+from .. import bench
+
+
+def configure(parser):
+    parser.add_argument("--configs", default="default,baby,small",
+                        help=f"comma-separated configs to run, from: {', '.join(bench.CONFIGS)} "
+                             f"(default: L4 H4 C128 T128 B32; baby: L4 H4 C128 T64 B12; "
+                             f"small: L6 H6 C384 T256 B16)")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per config")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy",
+                        help="array module: numpy (CPU) or cupy (GPU; PyTorch then runs on cuda)")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time the same model in PyTorch eager (same weights, batch and "
+                             "step), alternating step by step; needs torch")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="also write the full record as JSON to PATH; `--json` alone (or "
+                             "`--json -`) prints it to stdout and sends the table to stderr")
+    parser.add_argument("--gen-tokens", type=int, default=500,
+                        help="new tokens for the generation speed test, with and without the "
+                             "KV cache (0 skips it)")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory measurement (a fresh subprocess per implementation)")
+    parser.add_argument("--memory-steps", type=int, default=3,
+                        help="training steps each memory subprocess runs")
+    parser.add_argument("--peak-size", type=int, default=None,
+                        help="n of the n x n sgemm that measures the matmul peak "
+                             "(default 2048 on numpy, 8192 on cupy)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="instead of benchmarking, cProfile 3 of our training steps per "
+                             "config and print the N functions with the most own time")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
+
+
+def run(args):
+    configs = bench.parse_configs(args.configs)
+    if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1:
+        raise bench.UsageError("--steps and --memory-steps must be >= 1, --warmup and --gen-tokens >= 0")
+    if args.profile:
+        for bc in configs:
+            print(f"== {bc.name}")
+            print(bench.profile_steps(bc, args.xp, top=args.profile, seed=args.seed))
+        return 0
+    to_stdout = args.json == "-"
+    table_stream = sys.stderr if to_stdout else sys.stdout
+
+    def log(message):
+        print(message, file=sys.stderr, flush=True)
+
+    record = bench.run_bench(configs, args.xp, steps=args.steps, warmup=args.warmup,
+                             compare_torch=args.compare_torch, memory=not args.no_memory,
+                             gen_tokens=args.gen_tokens, seed=args.seed, peak_size=args.peak_size,
+                             memory_steps=args.memory_steps, log=log)
+    print(bench.format_table(record), file=table_stream)
+    if to_stdout:
+        json.dump(record, sys.stdout, indent=2)
+        print()
+    elif args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+        log(f"wrote {args.json}")
+    mismatched = [e["config"]["name"] for e in record["results"] if e.get("losses_match") is False]
+    if mismatched:
+        log(f"error: initial losses differ between numpy_llm and PyTorch for {', '.join(mismatched)}")
+        return 1
+    return 0

@@ -1,0 +1,24 @@
+"""``python cli.py plot``: a run's loss curves (from its metrics log) into a PNG.
+
+    python cli.py plot --ckpt ckpt.npz --out loss.png            reads ckpt.metrics.jsonl
+    python cli.py plot --metrics ckpt.metrics.jsonl --out loss.png
+
+Needs matplotlib (``pip install matplotlib``); without it, one line on stderr and exit code 2.
+"""
+from ..plots import plot_losses
+from ..train import companion_path
+
+
+def configure(parser):
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--ckpt", default="ckpt.npz",
+                        help="checkpoint whose metrics log to plot: ckpt.npz -> ckpt.metrics.jsonl")
+    source.add_argument("--metrics", default=None,
+                        help="the metrics log (JSON lines) to plot, instead of the one beside --ckpt")
+    parser.add_argument("--out", default="loss.png", help="PNG file to write")
+
+
+def run(args):
+    metrics_path = args.metrics or companion_path(args.ckpt, ".metrics.jsonl")
+    print(plot_losses(metrics_path, args.out))
+    return 0

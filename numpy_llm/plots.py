@@ -1,0 +1,171 @@
+"""Pictures of a run: the loss curves, and what every attention head looks at.
+
+    plot_losses(metrics_path, out_png)          the metrics log -> loss curves
+    attention_maps(model, prompt_ids)           -> probs (n_layer, n_head, T, T), rows sum to 1
+    plot_attention(model, prompt_ids, out_png)  an n_layer x n_head grid of heatmaps
+
+matplotlib is optional (``pip install matplotlib`` or ``pip install -e .[plot]``); it is
+imported only when a picture is drawn, with the non-interactive Agg backend, so these
+functions work on a machine without a display.  Without it they raise UsageError.
+"""
+import json
+
+import numpy as np
+
+from .backend import to_numpy
+from .errors import UsageError
+from .model import model_forward
+from .tokenizer import decode
+
+MATPLOTLIB_HINT = "drawing pictures needs matplotlib: pip install matplotlib (or pip install -e .[plot])"
+DPI = 100
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, or UsageError with the install hint."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError(MATPLOTLIB_HINT) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_metrics(metrics_path):
+    """The metrics log (one JSON object per line) as two lists: train records, eval records."""
+    try:
+        with open(metrics_path) as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        raise UsageError(f"metrics file not found: {metrics_path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read metrics file {metrics_path}: {exc}") from None
+    train, evals = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise UsageError(f"{metrics_path} line {number} is not JSON") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{metrics_path} line {number} is not a JSON object")
+        try:
+            if record.get("kind") == "train":
+                train.append((int(record["step"]), float(record["loss"])))
+            elif record.get("kind") == "eval":
+                evals.append((int(record["step"]), float(record["train_loss"]), float(record["val_loss"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{metrics_path} line {number} lacks a usable field ({exc})") from None
+    if not train and not evals:
+        raise UsageError(f"{metrics_path} holds no train or eval records")
+    return train, evals
+
+
+def plot_losses(metrics_path, out_png):
+    """Per-step train loss (thin line) and eval train/val losses (markers) -> out_png; returns out_png."""
+    train, evals = read_metrics(metrics_path)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    if train:
+        steps, losses = zip(*train)
+        ax.plot(steps, losses, linewidth=0.8, alpha=0.7, color="tab:blue", label="train (logged steps)")
+    if evals:
+        steps, train_losses, val_losses = zip(*evals)
+        ax.plot(steps, train_losses, "o-", markersize=5, color="tab:blue", label="train (eval)")
+        ax.plot(steps, val_losses, "s-", markersize=5, color="tab:orange", label="validation (eval)")
+    ax.axhline(np.log(256), color="grey", linestyle=":", linewidth=1, label="uniform guess, ln 256")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/byte)")
+    ax.set_title("Training and validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_png(plt, fig, out_png)
+    return out_png
+
+
+def save_png(plt, fig, out_png):
+    """Write the figure as a PNG (whatever the file name says), UsageError if the path is unwritable."""
+    try:
+        fig.savefig(out_png, dpi=DPI, format="png")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out_png}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+
+
+def crop_prompt(prompt_ids, block_size):
+    """The last block_size ids of the prompt, as a 1-D int64 array; UsageError if empty."""
+    ids = np.asarray(prompt_ids, dtype=np.int64).reshape(-1)
+    if ids.size == 0:
+        raise UsageError("the prompt is empty; give at least one character")
+    return ids[-block_size:]
+
+
+def attention_maps(model, prompt_ids):
+    """Attention probabilities of every layer and head over one prompt (cropped to block_size).
+
+    Returns a NumPy array (n_layer, n_head, T, T): entry [l, h, i, j] is how much query
+    position i of layer l, head h takes from key position j; each row sums to 1 and j > i is 0.
+
+    This is the one place that knows where the probabilities sit in the forward cache:
+    model_forward's cache[2] is the list of block caches, a block cache's [1] is the
+    attention cache (qkv_cache, core_cache, proj_cache, n_head), and core_cache[3] is
+    probs (B, H, T, T).  tests/test_plots.py pins this layout.
+    """
+    ids = crop_prompt(prompt_ids, model.config.block_size)
+    idx = model.backend.asarray(ids[None, :], dtype="int64")
+    _, cache = model_forward(model.params, model.config, idx)
+    block_caches = cache[2]
+    maps = [to_numpy(block_cache[1][1][3])[0] for block_cache in block_caches]   # each (H, T, T)
+    return np.stack(maps).astype(np.float64)
+
+
+def token_label(token_id):
+    """A readable tick label for one byte: space and newline shown as visible symbols."""
+    special = {ord(" "): "\u2423", ord("\n"): "\u23ce", ord("\t"): "\u21e5"}
+    if token_id in special:
+        return special[token_id]
+    if 33 <= token_id < 127:
+        return chr(token_id)
+    return f"{token_id:02x}"                  # control bytes and bytes of multi-byte characters
+
+
+def plot_attention(model, prompt_ids, out_png):
+    """An n_layer x n_head grid of attention heatmaps over the prompt -> out_png; returns out_png.
+
+    Rows are queries (the position doing the looking), columns keys (the positions looked at);
+    both axes carry the prompt's bytes."""
+    maps = attention_maps(model, prompt_ids)
+    ids = crop_prompt(prompt_ids, model.config.block_size)
+    labels = [token_label(int(t)) for t in ids]
+    plt = pyplot()
+    n_layer, n_head, T, _ = maps.shape
+    cell = max(2.0, min(4.0, 0.16 * T + 0.8))
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(cell * n_head + 1.2, cell * n_layer + 0.6),
+                             squeeze=False, constrained_layout={"h_pad": 0.1, "w_pad": 0.05})
+    fontsize = 8 if T <= 24 else 6 if T <= 48 else 4
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")       # the masked future: light grey
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            image = ax.imshow(np.ma.masked_array(maps[layer, head], mask=future), cmap=cmap,
+                              vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            ax.set_xticks(range(T))
+            ax.set_yticks(range(T))
+            ax.set_xticklabels(labels, fontsize=fontsize, fontfamily="DejaVu Sans Mono")
+            ax.set_yticklabels(labels, fontsize=fontsize, fontfamily="DejaVu Sans Mono")
+            ax.tick_params(length=0, pad=1)
+            if head == 0:
+                ax.set_ylabel("query", fontsize=8)
+            if layer == n_layer - 1:
+                ax.set_xlabel("key", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.4, label="attention probability")
+    text = decode(ids).decode("utf-8", errors="replace").replace("\n", "\u23ce")
+    fig.suptitle(f"Attention over {text!r} (rows: query position, columns: key position)", fontsize=10)
+    save_png(plt, fig, out_png)
+    return out_png

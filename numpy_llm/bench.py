@@ -69,6 +69,7 @@ from .optim import AdamW, clip_grads, decays
 
 LR, BETAS, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 1e-8, 0.1, 1.0
 LOSS_TOLERANCE = 1e-4          # |initial loss ours - PyTorch's|, float32 over a few thousand tokens
+DEFAULT_SETTLE_S = 0.25        # idle before each timed CPU step (see "Interference" in the module docstring)
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,11 @@ def synchronizer(xp_name, torch=None, device="cpu"):
     return lambda: None
 
 
-def timed(fn, sync):
-    """Seconds that fn() takes, device work included."""
+def timed(fn, sync, settle=0.0):
+    """Seconds that fn() takes, device work included; ``settle`` seconds of idle first."""
     sync()
+    if settle:
+        time.sleep(settle)
     start = time.perf_counter()
     fn()
     sync()
@@ -156,25 +159,23 @@ def summarize(seconds):
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "samples": len(ms)}
 
 
-def measure_matmul_peak(xp, n, repeats=7, sync=lambda: None):
-    """Median GFLOP/s of an n x n float32 matmul (2 n^3 FLOPs) with xp, after one warm-up."""
-    rng = np.random.default_rng(0)
-    a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
-    b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
-    c = xp.empty((n, n), dtype=xp.float32)
-    xp.matmul(a, b, out=c)
-    times = [timed(lambda: xp.matmul(a, b, out=c), sync) for _ in range(repeats)]
-    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+class Sgemm:
+    """One n x n float32 matmul (2 n^3 FLOPs), callable, through NumPy/CuPy or PyTorch."""
 
+    def __init__(self, n, xp=None, torch=None, device="cpu"):
+        self.flops = 2.0 * n ** 3
+        if torch is not None:
+            a, b, c = (torch.randn(n, n, device=device) for _ in range(3))
+            self._run = lambda: torch.mm(a, b, out=c)
+        else:
+            rng = np.random.default_rng(0)
+            a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+            c = xp.empty((n, n), dtype=xp.float32)
+            self._run = lambda: xp.matmul(a, b, out=c)
+        self._run()                              # warm-up (threads, page faults)
 
-def measure_torch_matmul_peak(torch, n, device, repeats=7, sync=lambda: None):
-    """The same sgemm through PyTorch (its BLAS may differ from NumPy's)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    c = torch.empty(n, n, device=device)
-    torch.mm(a, b, out=c)
-    times = [timed(lambda: torch.mm(a, b, out=c), sync) for _ in range(repeats)]
-    return 2.0 * n ** 3 / statistics.median(times) / 1e9
+    def __call__(self):
+        self._run()
 
 
 def measure_bandwidth(xp, n=32 * 2 ** 20, repeats=7, sync=lambda: None):
@@ -404,7 +405,7 @@ def generation_speed(model, n_tokens, use_cache, sync, seed=0):
 # --------------------------------------------------------------------------- the whole bench
 
 def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False, memory=True,
-              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, log=None):
+              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, log=None):
     """Measure every config; returns the JSON-able record (see ``format_table``)."""
     log = log or (lambda message: None)
     torch = load_torch() if compare_torch else None
@@ -415,18 +416,17 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         torch.set_num_threads(cores())
     sync = synchronizer(xp_name, torch, device)
     peak_size = peak_size or (8192 if xp_name == "cupy" else 2048)
+    if settle is None:
+        settle = DEFAULT_SETTLE_S if xp_name == "numpy" else 0.0
 
-    log(f"measuring the float32 matmul peak ({peak_size}^3 sgemm) and elementwise bandwidth ...")
+    log("measuring the elementwise bandwidth ...")
     machine = {"xp": xp_name, "cores": cores(), "numpy": np.__version__,
                "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-               "sgemm_n": peak_size,
-               "sgemm_gflops": measure_matmul_peak(xp, peak_size, sync=sync),
-               "bandwidth_gbs": measure_bandwidth(xp, sync=sync)}
+               "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, sync=sync)}
+    sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
     if torch is not None:
-        machine["torch"] = torch.__version__
-        machine["torch_threads"] = torch.get_num_threads()
-        machine["torch_sgemm_gflops"] = measure_torch_matmul_peak(torch, peak_size, device, sync=sync)
-    machine["peak_gflops"] = max(machine["sgemm_gflops"], machine.get("torch_sgemm_gflops", 0.0))
+        machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
 
     results = []
     for bc in configs:
@@ -436,23 +436,29 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         trainers = [NumpyTrainer(bc, backend, host_params, batch)]
         if torch is not None:
             trainers.append(TorchTrainer(torch, bc, host_params, batch, device))
-        times = {t.label: [] for t in trainers}
+        # One round = one step of each implementation, then one sgemm of each library, so the
+        # matmul peak is sampled under the same drift as the steps it is compared with.
+        tasks = [(t.label, t.step) for t in trainers] + [("sgemm " + k, f) for k, f in sgemms.items()]
+        times = {label: [] for label, _ in tasks}
         first_loss = {}
         for i in range(warmup + steps):
-            for t in trainers:                      # ours, theirs, ours, theirs, ...
-                seconds = timed(t.step, sync)
-                if i == 0:
-                    first_loss[t.label] = float(t.last_loss)
+            for label, fn in tasks:
+                seconds = timed(fn, sync, settle)
                 if i >= warmup:
-                    times[t.label].append(seconds)
+                    times[label].append(seconds)
+            if i == 0:
+                first_loss = {t.label: float(t.last_loss) for t in trainers}
         flops = step_flops(bc)
-        entry = {"config": asdict(bc), "tokens_per_step": bc.tokens, "flops": flops, "impls": {}}
+        sgemm_gflops = {k: f.flops / statistics.median(times["sgemm " + k]) / 1e9 for k, f in sgemms.items()}
+        peak = max(sgemm_gflops.values())
+        entry = {"config": asdict(bc), "tokens_per_step": bc.tokens, "flops": flops,
+                 "sgemm_gflops": sgemm_gflops, "peak_gflops": peak, "impls": {}}
         for t in trainers:
             stats = summarize(times[t.label])
             seconds = stats["median_ms"] / 1e3
             gflops = flops["total"] / seconds / 1e9
             entry["impls"][t.label] = dict(stats, tokens_per_s=bc.tokens / seconds, gflops=gflops,
-                                           pct_of_peak=100.0 * gflops / machine["peak_gflops"],
+                                           pct_of_peak=100.0 * gflops / peak,
                                            initial_loss=first_loss[t.label],
                                            final_loss=float(t.last_loss))
         if torch is not None:
@@ -473,7 +479,7 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         if gen_tokens > 0:
             entry["generation"] = measure_generation(bc, backend, gen_tokens, sync, seed, log)
         results.append(entry)
-    return {"machine": machine, "steps": steps, "warmup": warmup, "results": results}
+    return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "results": results}
 
 
 def measure_generation(bc, backend, n_tokens, sync, seed, log):
@@ -497,11 +503,14 @@ def measure_generation(bc, backend, n_tokens, sync, seed, log):
 def format_table(record):
     """The record as a fixed-width text table (one row per config and implementation)."""
     m = record["machine"]
-    lines = [f"machine: {m['cores']} cores, float32 sgemm peak {m['sgemm_gflops']:.0f} GFLOP/s (numpy"
-             + (f"), {m['torch_sgemm_gflops']:.0f} GFLOP/s (torch, {m['torch_threads']} threads)"
-                if "torch_sgemm_gflops" in m else ")")
-             + f", elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; "
-               f"{record['steps']} timed steps after {record['warmup']} warm-up"]
+    lines = [f"{m['cores']} cores, numpy {m['numpy']}"
+             + (f", torch {m['torch']} ({m['torch_threads']} threads)" if "torch" in m else "")
+             + f"; elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; {record['steps']} timed steps "
+               f"after {record['warmup']} warm-up, {record['settle_s']:g} s idle before each"]
+    for entry in record["results"]:
+        peaks = ", ".join(f"{k} {v:.0f}" for k, v in entry["sgemm_gflops"].items())
+        lines.append(f"{entry['config']['name']}: float32 sgemm ({m['sgemm_n']}^3) GFLOP/s, sampled "
+                     f"between the steps: {peaks}; peak = {entry['peak_gflops']:.0f}")
     head = ("config", "impl", "median ms", "min ms", "max ms", "tokens/s", "GFLOP/step", "GFLOP/s",
             "% peak", "train mem MB")
     rows = [head]

@@ -56,28 +56,32 @@ class AdamW:
 
     def step(self, params, grads, lr=None):
         """One update of every parameter, in place.  ``lr`` overrides self.lr (schedules)."""
-        lr = self.lr if lr is None else lr
-        beta1, beta2 = self.betas
+        lr = float(self.lr if lr is None else lr)       # a Python float: a NumPy float64 scalar
+        beta1, beta2 = self.betas                       # would make float32 arithmetic run in float64
         self.step_count += 1
         correction1 = 1.0 - beta1 ** self.step_count
         correction2 = 1.0 - beta2 ** self.step_count
-        step_size = lr / correction1                                  # lr * m_hat = step_size * m
+        # lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_scaled), with
+        # m_hat = m / correction1, v_hat = v / correction2 (multiply through by sqrt(correction2)):
+        step_size = lr * math.sqrt(correction2) / correction1
+        eps_scaled = self.eps * math.sqrt(correction2)
         for name, p in params.items():
             g, m, v = grads[name], self.m[name], self.v[name]
-            m *= beta1
-            m += (1.0 - beta1) * g                                    # m = b1 m + (1-b1) g
+            xp = array_module(p)
+            scratch = g * g                                           # the one temporary per tensor
+            scratch *= 1.0 - beta2
             v *= beta2
-            g_sq = g * g
-            g_sq *= 1.0 - beta2
-            v += g_sq                                                 # v = b2 v + (1-b2) g^2
+            v += scratch                                              # v = b2 v + (1-b2) g^2
+            xp.multiply(g, 1.0 - beta1, out=scratch)
+            m *= beta1
+            m += scratch                                              # m = b1 m + (1-b1) g
             if self.weight_decay and decays(p.shape):
                 p *= 1.0 - lr * self.weight_decay                     # decoupled: p -= lr wd p
-            denom = array_module(p).sqrt(v, out=g_sq)
-            denom *= 1.0 / math.sqrt(correction2)
-            denom += self.eps                                         # sqrt(v_hat) + eps
-            m_over = m / denom
-            m_over *= step_size
-            p -= m_over                                               # p -= lr m_hat / (sqrt(v_hat) + eps)
+            denom = xp.sqrt(v, out=scratch)
+            denom += eps_scaled                                       # sqrt(v) + eps sqrt(correction2)
+            update = xp.divide(m, denom, out=scratch)
+            update *= step_size
+            p -= update                                               # p -= lr m_hat / (sqrt(v_hat) + eps)
 
 
 def lr_at(step, total_steps, lr, min_lr, warmup_steps):

@@ -85,25 +85,17 @@ def causal_attention_backward(dout, cache):
     return (dq, dk, dv), {}
 
 
-@functools.lru_cache(maxsize=32)
-def _ones(xp, n, dtype_name):
-    """A constant vector of n ones, built once per size (row sums as matrix-vector products)."""
-    return xp.ones(n, dtype=dtype_name)
-
-
 def softmax_inplace(scores):
     """Softmax over the last axis, computed in the scores' own buffer.
 
     probs = exp(scores - max) / sum(exp(scores - max)); subtracting the row max
     changes nothing mathematically and keeps exp from overflowing."""
     xp = array_module(scores)
-    n = scores.shape[-1]
     scores -= scores.max(axis=-1, keepdims=True)
     probs = xp.exp(scores, out=scores)
-    # row sums sum_j probs[..., j] as one matrix-vector product (rows, n) @ ones(n): a BLAS
-    # gemv, several times faster than NumPy's reduction over a short last axis
-    row_sums = probs.reshape(-1, n) @ _ones(xp, n, probs.dtype.name)
-    probs *= (1.0 / row_sums).reshape(probs.shape[:-1] + (1,))   # one division per row, then multiplies
+    # row sums as an einsum contraction: several times faster than NumPy's sum over a short last axis
+    row_sums = xp.einsum("...j->...", probs)
+    probs *= (1.0 / row_sums)[..., None]                   # one division per row, then multiplies
     return probs
 
 
@@ -165,6 +157,7 @@ def self_attention_backward(dout, cache):
     dqkv = xp.empty((B, T, 3, n_head, C // n_head), dtype=dout.dtype)
     dqkv_heads = dqkv.transpose(2, 0, 3, 1, 4)                    # (3, B, H, T, hs) view
     dqkv_heads[0], dqkv_heads[1], dqkv_heads[2] = dq, dk, dv
+    del dq, dk, dv                                                # copied: free them before the next matmuls
     dx, qkv_grads = linear_backward(dqkv.reshape(B, T, 3 * C), qkv_cache)
     grads = {"w_qkv": qkv_grads["w"], "b_qkv": qkv_grads["b"],
              "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}

@@ -27,11 +27,13 @@ def block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
     a, attn_cache = self_attention_forward(h1, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"],
                                            p["attn.b_proj"], n_head, dropout, rng, kv_cache)
     a, attn_drop_cache = dropout_forward(a, dropout, rng)
-    x = x + a
+    a += x                                     # x + a, written into a (a fresh array this block owns):
+    x = a                                      #   one (B, T, C) array fewer to allocate
     h2, ln2_cache = layernorm_forward(x, p["ln_2.gamma"], p["ln_2.beta"])
     m, mlp_cache = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
     m, mlp_drop_cache = dropout_forward(m, dropout, rng)
-    x = x + m
+    m += x                                     # x + m, in m's buffer
+    x = m
     return x, (ln1_cache, attn_cache, attn_drop_cache, ln2_cache, mlp_cache, mlp_drop_cache)
 
 
@@ -42,11 +44,15 @@ def block_backward(dout, cache):
     x1 = x  + attn(ln_1(x)):  dx  = dx1  + ln_1'^T attn'^T dx1
     """
     ln1_cache, attn_cache, attn_drop_cache, ln2_cache, mlp_cache, mlp_drop_cache = cache
-    grads = {}
+    del cache                                  # (memory: each sublayer's saved activations are freed
+    grads = {}                                 #  as soon as its backward is done, see the dels below)
     dm, _ = dropout_backward(dout, mlp_drop_cache)
     dh2, mlp_grads = mlp_backward(dm, mlp_cache)
+    del mlp_cache, dm
     dx_ln2, ln2_grads = layernorm_backward(dh2, ln2_cache)
-    dx1 = dout + dx_ln2
+    del ln2_cache, dh2
+    dx_ln2 += dout                             # dx1 = dout + dx_ln2, in dx_ln2's fresh buffer
+    dx1 = dx_ln2
     da, _ = dropout_backward(dx1, attn_drop_cache)
     dh1, attn_grads = self_attention_backward(da, attn_cache)
     dx_ln1, ln1_grads = layernorm_backward(dh1, ln1_cache)
@@ -56,3 +62,4 @@ def block_backward(dout, cache):
         for name, g in sub.items():
             grads[f"{prefix}.{name}"] = g
     return dx, grads
+

@@ -10,16 +10,16 @@ from ..backend import array_module
 
 
 def cross_entropy_forward(logits, targets):
-    """Returns (loss, cache); the loss is a 0-d array (a NumPy scalar on NumPy)."""
+    """Returns (loss as a 0-d array, cache)."""
     xp = array_module(logits)
     N = logits.shape[0]
     rows = xp.arange(N)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = xp.exp(shifted)
-    sum_exp = exp.sum(axis=-1, keepdims=True)
-    log_probs_target = shifted[rows, targets] - xp.log(sum_exp[:, 0])
-    loss = -log_probs_target.mean()
-    exp /= sum_exp                                     # exp now holds softmax(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)   # logits - m_i, a new (N, V) array
+    target_shifted = shifted[rows, targets]                  # (N,) logits[i, targets_i] - m_i
+    exp = xp.exp(shifted, out=shifted)                       # in place: shifted is not needed again
+    sum_exp = exp.sum(axis=-1)                               # (N,)
+    loss = (xp.log(sum_exp) - target_shifted).mean()         # mean of logsumexp_i - logits[i, targets_i]
+    exp *= (1.0 / sum_exp)[:, None]                          # exp now holds softmax(logits)
     return loss, (exp, targets)
 
 

@@ -32,7 +32,9 @@ def embedding_backward(dx, cache):
     xp = array_module(dx)
     B, T, C = dx.shape
     dx_rows = dx.reshape(B * T, C)
-    dwte = onehot(idx.reshape(-1), vocab_size, dx.dtype).T @ dx_rows
+    ids = idx.reshape(-1)
+    onehot_t = (xp.arange(vocab_size)[:, None] == ids[None, :]).astype(dx.dtype)   # onehot(idx)^T, (V, B*T),
+    dwte = onehot_t @ dx_rows                                                     # built row-major directly
     dwpe = xp.zeros((block_size, C), dtype=dx.dtype)
     dwpe[start:start + T] = dx.sum(axis=0)
     return None, {"wte": dwte, "wpe": dwpe}

@@ -21,10 +21,17 @@ def gelu_forward(x):
     u += SQRT_2_OVER_PI
     u *= x                                  # u = sqrt(2/pi) (x + 0.044715 x^3)
     tanh_u = xp.tanh(u, out=u)              # t = tanh(u), in u's buffer
+    return gelu_output((x, tanh_u)), (x, tanh_u)
+
+
+def gelu_output(cache):
+    """out = 0.5 x (1 + t) from a forward cache (x, t): the MLP recomputes GELU's output
+    in its backward instead of keeping it (see mlp.py)."""
+    x, tanh_u = cache
     out = tanh_u + 1.0
     out *= x
     out *= 0.5                              # 0.5 x (1 + t)
-    return out, (x, tanh_u)
+    return out
 
 
 def gelu_backward(dout, cache):
@@ -36,14 +43,16 @@ def gelu_backward(dout, cache):
     dx = dout * dout/dx                               (elementwise, shape of x)
     """
     x, tanh_u = cache
+    xp = array_module(x)
     du_dx = x * x
     du_dx *= 3.0 * CUBIC * SQRT_2_OVER_PI
     du_dx += SQRT_2_OVER_PI                   # du/dx
-    slope = tanh_u * tanh_u
-    slope -= 1.0
-    slope *= x
-    slope *= du_dx                            # -x (1 - t^2) du/dx
     dx = tanh_u + 1.0
+    slope = xp.multiply(tanh_u, tanh_u, out=tanh_u)   # t^2, in t's buffer (memory: the forward
+    slope -= 1.0                                      #   is done with t, so this backward consumes
+    slope *= x                                        #   its cache, as cross_entropy_backward does)
+    slope *= du_dx                            # -x (1 - t^2) du/dx
+    del du_dx
     dx -= slope                               # (1 + t) + x (1 - t^2) du/dx
     dx *= 0.5
     dx *= dout

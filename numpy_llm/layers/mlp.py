@@ -6,16 +6,20 @@
 
 Every position is transformed independently: attention mixes positions, the MLP does not.
 """
-from .gelu import gelu_backward, gelu_forward
+from .gelu import gelu_backward, gelu_forward, gelu_output
 from .linear import linear_backward, linear_forward
 
 
 def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
-    """Returns (out (B, T, C), cache)."""
+    """Returns (out (B, T, C), cache).
+
+    Memory: the backward needs ``hidden`` (for dw_proj = hidden^T @ dout), but it is not
+    kept: it is recomputed there from GELU's cache, 0.5 pre (1 + tanh(u)), three cheap
+    elementwise passes.  That saves the largest activation of the layer, (B, T, 4C)."""
     pre, fc_cache = linear_forward(x, w_fc, b_fc)
     hidden, gelu_cache = gelu_forward(pre)
-    out, proj_cache = linear_forward(hidden, w_proj, b_proj)
-    return out, (fc_cache, gelu_cache, proj_cache)
+    out, (_, w_proj) = linear_forward(hidden, w_proj, b_proj)      # drop linear's copy of hidden
+    return out, (fc_cache, gelu_cache, w_proj)
 
 
 def mlp_backward(dout, cache):
@@ -25,9 +29,12 @@ def mlp_backward(dout, cache):
     hidden = gelu(pre)              ->  dpre = dhidden * gelu'(pre)
     pre = x @ w_fc + b_fc           ->  dx (B, T, C), dw_fc, db_fc
     """
-    fc_cache, gelu_cache, proj_cache = cache
+    fc_cache, gelu_cache, w_proj = cache
+    proj_cache = (gelu_output(gelu_cache), w_proj)                 # hidden, recomputed
     dhidden, proj_grads = linear_backward(dout, proj_cache)
+    del proj_cache
     dpre, _ = gelu_backward(dhidden, gelu_cache)
+    del dhidden                                                    # free before the last matmuls
     dx, fc_grads = linear_backward(dpre, fc_cache)
     return dx, {"w_fc": fc_grads["w"], "b_fc": fc_grads["b"],
                 "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}

@@ -28,18 +28,27 @@ The attention term counts the *full* T x T square, which is what the NumPy engin
 the same FLOP count, so their GFLOP/s ratio is exactly the inverse of their time ratio.
 Elementwise work (LayerNorm, GELU, softmax, AdamW) is not counted: it is memory-bound.
 
-Ceilings, measured in the same run: the float32 matmul peak is the median GFLOP/s of a
-square sgemm (n = 2048 on a CPU, 8192 on a GPU) with the backend's array module (and with
-PyTorch's when comparing; the "machine peak" is the larger of the two); the elementwise
-bandwidth is ``add(a, b, out=c)`` over 3 x 128 MiB float32 arrays (read 2, write 1).
+Ceilings: the float32 matmul peak is the median GFLOP/s of a square sgemm (n = 2048 on a
+CPU, 8192 on a GPU), through NumPy/CuPy and, when comparing, through PyTorch (whose BLAS
+differs); it is sampled once per round *between* the training steps, so it sees the same
+drift of the machine's speed as the steps; the config's "peak" is the faster library's
+median.  The elementwise bandwidth is ``add(a, b, out=c)`` over 3 x 128 MiB float32
+arrays (read 2, write 1), measured once at the start.
+
+Interference: on a CPU, OpenBLAS's worker threads keep spinning for about 0.1 s after
+each matrix product (and OpenMP's after each PyTorch op), stealing a core from whatever
+runs next.  Alternating two libraries step by step would bill each one for the other's
+spinning, so every timed step (and sgemm) starts after ``settle`` seconds of idle time
+(``--settle``, 0.25 s by default on the CPU).
 
 Memory: each implementation's training runs in a fresh subprocess (``memory_worker``)
-that imports its libraries, builds the model from the same host weights, runs warm-up
-and a few steps, then reports its peak resident set (VmHWM on Linux, else ``ru_maxrss``; CPU) or the
-allocator's peak (CuPy memory pool bytes held / ``torch.cuda.max_memory_reserved``).  The
-table shows the *training increment*: the peak minus the resident set measured right after
-the imports, i.e. parameters + gradients + AdamW state + activations + temporaries (and
-BLAS/allocator buffers).  The absolute peaks are in the JSON record too.
+that imports its libraries, builds the model from the same host weights, runs a few
+steps, then reports its peak resident set (VmHWM on Linux, else ``ru_maxrss``; CPU) or
+the allocator's peak on a GPU (CuPy memory-pool bytes held / PyTorch's
+``max_memory_reserved``).  The table shows the *training increment*: the peak minus the
+resident set right after the imports, i.e. parameters + gradients + AdamW state +
+activations + temporaries (+ BLAS and allocator buffers).  The absolute peaks are in the
+JSON record too.
 
 PyTorch comparison (``--compare-torch``; PyTorch is optional and imported only here):
 the same pre-LN GPT-2 in eager mode, float32, loaded with the *same* weights, trained on
@@ -51,9 +60,7 @@ in one loop, so drift in the machine's speed hits both equally; the initial loss
 same weights and batch must agree (their difference is printed and recorded).
 """
 import json
-import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -338,14 +345,16 @@ def peak_rss_bytes():
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    import resource                              # Unix only
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss if sys.platform == "darwin" else maxrss * 1024     # bytes on macOS, KiB elsewhere
 
 
-def memory_worker(impl, config_name, xp_name, steps, seed):
-    """Runs in a fresh interpreter: build one implementation, train ``steps`` steps and
-    print one JSON line {baseline_bytes, peak_bytes, increment_bytes, how}."""
-    bc = CONFIGS[config_name]
+def memory_worker(impl, config, xp_name, steps, seed):
+    """Runs in a fresh interpreter: build one implementation of ``config`` (a BenchConfig
+    as a dict), train ``steps`` steps and print one JSON line
+    {baseline_bytes, peak_bytes, increment_bytes, how}."""
+    bc = BenchConfig(**config)
     torch = load_torch() if impl == "pytorch" else None
     if xp_name == "cupy":
         import cupy                              # noqa: F401  (imported before the baseline)
@@ -380,7 +389,7 @@ def measure_memory(impl, bc, xp_name, steps=3, seed=0):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
                                                                       os.environ.get("PYTHONPATH")])))
     code = (f"from numpy_llm.bench import memory_worker; "
-            f"memory_worker({impl!r}, {bc.name!r}, {xp_name!r}, {steps}, {seed})")
+            f"memory_worker({impl!r}, {asdict(bc)!r}, {xp_name!r}, {steps}, {seed})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -469,7 +478,7 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
             log(f"[{bc.name}] initial loss ours {ours['initial_loss']:.6f}, PyTorch "
                 f"{theirs['initial_loss']:.6f}, |difference| {entry['initial_loss_diff']:.2e}"
                 + ("" if entry["losses_match"] else f"  MISMATCH (> {LOSS_TOLERANCE:g})"))
-        del trainers
+        del trainers, tasks
 
         if memory:
             for label in entry["impls"]:
@@ -483,7 +492,12 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
 
 
 def measure_generation(bc, backend, n_tokens, sync, seed, log):
-    """Generation tokens/s with and without the KV cache (None if generate is unavailable)."""
+    """Generation tokens/s with and without the KV cache (None if generate is unavailable).
+
+    Two runs each: ``n_tokens`` new tokens from a one-byte prompt, and, when that is more
+    than fits, the first block_size - 1 of them ("window"): once the context is full,
+    generate.py slides it and recomputes the cache for the shifted window (positions are
+    absolute), so past block_size the cache no longer saves work."""
     try:
         from . import generate as _generate     # noqa: F401
     except ImportError as exc:
@@ -491,10 +505,15 @@ def measure_generation(bc, backend, n_tokens, sync, seed, log):
         return None
     model = TinyTransformerLM(bc.model_config(), backend, params=host_params_for(bc, seed))
     out = {"new_tokens": n_tokens, "block_size": bc.block_size}
-    for use_cache in (True, False):
-        log(f"[{bc.name}] generating {n_tokens} tokens {'with' if use_cache else 'without'} the KV cache ...")
-        out["cached_tokens_per_s" if use_cache else "uncached_tokens_per_s"] = \
-            generation_speed(model, n_tokens, use_cache, sync, seed)
+    runs = [("", n_tokens)]
+    if n_tokens > bc.block_size - 1:
+        out["window_tokens"] = bc.block_size - 1
+        runs.append(("window_", bc.block_size - 1))
+    for prefix, n in runs:
+        for use_cache in (True, False):
+            log(f"[{bc.name}] generating {n} tokens {'with' if use_cache else 'without'} the KV cache ...")
+            key = prefix + ("cached_tokens_per_s" if use_cache else "uncached_tokens_per_s")
+            out[key] = generation_speed(model, n, use_cache, sync, seed)
     return out
 
 
@@ -534,9 +553,12 @@ def format_table(record):
                          + ("" if entry["losses_match"] else "  (MISMATCH)"))
         gen = entry.get("generation")
         if gen:
-            lines.append(f"{name}: generation of {gen['new_tokens']} tokens: "
+            lines.append(f"{name}: generation of {gen['new_tokens']} tokens (block {gen['block_size']}): "
                          f"{gen['cached_tokens_per_s']:.0f} tokens/s with the KV cache, "
-                         f"{gen['uncached_tokens_per_s']:.0f} without")
+                         f"{gen['uncached_tokens_per_s']:.0f} without"
+                         + (f"; first {gen['window_tokens']} (before the window slides): "
+                            f"{gen['window_cached_tokens_per_s']:.0f} with, "
+                            f"{gen['window_uncached_tokens_per_s']:.0f} without" if "window_tokens" in gen else ""))
         for label, r in entry["impls"].items():
             mem = r.get("memory") or {}
             if "error" in mem:

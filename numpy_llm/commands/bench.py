@@ -4,6 +4,7 @@ import json
 import sys
 
 from .. import bench
+from ..errors import UsageError
 
 
 def configure(parser):
@@ -31,6 +32,10 @@ def configure(parser):
     parser.add_argument("--peak-size", type=int, default=None,
                         help="n of the n x n sgemm that measures the matmul peak "
                              "(default 2048 on numpy, 8192 on cupy)")
+    parser.add_argument("--settle", type=float, default=None, metavar="SECONDS",
+                        help=f"idle time before each timed step (default {bench.DEFAULT_SETTLE_S:g} s on "
+                             f"numpy, 0 on cupy): lets the previous library's BLAS/OpenMP threads stop "
+                             f"spinning so they do not steal cores from the next step")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="instead of benchmarking, cProfile 3 of our training steps per "
                              "config and print the N functions with the most own time")
@@ -39,8 +44,10 @@ def configure(parser):
 
 def run(args):
     configs = bench.parse_configs(args.configs)
-    if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1:
-        raise bench.UsageError("--steps and --memory-steps must be >= 1, --warmup and --gen-tokens >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
+            or (args.settle is not None and args.settle < 0):
+        raise UsageError("--steps and --memory-steps must be >= 1; --warmup, --gen-tokens "
+                               "and --settle >= 0")
     if args.profile:
         for bc in configs:
             print(f"== {bc.name}")
@@ -55,7 +62,7 @@ def run(args):
     record = bench.run_bench(configs, args.xp, steps=args.steps, warmup=args.warmup,
                              compare_torch=args.compare_torch, memory=not args.no_memory,
                              gen_tokens=args.gen_tokens, seed=args.seed, peak_size=args.peak_size,
-                             memory_steps=args.memory_steps, log=log)
+                             memory_steps=args.memory_steps, settle=args.settle, log=log)
     print(bench.format_table(record), file=table_stream)
     if to_stdout:
         json.dump(record, sys.stdout, indent=2)

@@ -44,8 +44,8 @@ def block_backward(dout, cache):
     x1 = x  + attn(ln_1(x)):  dx  = dx1  + ln_1'^T attn'^T dx1
     """
     ln1_cache, attn_cache, attn_drop_cache, ln2_cache, mlp_cache, mlp_drop_cache = cache
-    del cache                                  # (memory: each sublayer's saved activations are freed
-    grads = {}                                 #  as soon as its backward is done, see the dels below)
+    del cache                                  # memory: each sublayer's saved activations are freed as
+    grads = {}                                 # soon as its backward is done (the dels below)
     dm, _ = dropout_backward(dout, mlp_drop_cache)
     dh2, mlp_grads = mlp_backward(dm, mlp_cache)
     del mlp_cache, dm
@@ -62,4 +62,3 @@ def block_backward(dout, cache):
         for name, g in sub.items():
             grads[f"{prefix}.{name}"] = g
     return dx, grads
-

@@ -10,7 +10,7 @@ from ..backend import array_module
 
 
 def cross_entropy_forward(logits, targets):
-    """Returns (loss as a 0-d array, cache)."""
+    """Returns (loss, cache); the loss is a 0-d array (a NumPy scalar on NumPy)."""
     xp = array_module(logits)
     N = logits.shape[0]
     rows = xp.arange(N)

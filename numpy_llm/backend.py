@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy
 
+from .host_memory import keep_freed_memory
+
 CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
 DTYPES = ("float32", "float64")
 
@@ -52,6 +54,7 @@ class Backend:
         if self.module is None:
             if self.name == "numpy":
                 module = numpy
+                keep_freed_memory()          # reuse freed host memory between steps (host_memory.py)
             elif self.name == "cupy":
                 module = load_cupy()
             else:

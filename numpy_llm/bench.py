@@ -205,7 +205,7 @@ def make_batch(bc, seed=0):
 
 
 class NumpyTrainer:
-    """Our model, our AdamW: ``step()`` is one training step and returns the loss (float)."""
+    """Our model, our AdamW: ``step()`` is one training step; it returns the loss (a 0-d array)."""
 
     label = "numpy_llm"
 

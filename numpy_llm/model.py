@@ -10,9 +10,7 @@
 Parameters live in one ordered registry ``name -> array`` (see :func:`param_shapes`);
 gradients come back as a dict with the same names.
 """
-import ctypes
 import math
-import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -153,36 +151,6 @@ def model_backward(dlogits, cache):
     return grads
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3       # mallopt() parameter numbers, from glibc's <malloc.h>
-_MMAP_THRESHOLD_MAX = 32 * 2 ** 20                  # glibc's largest allowed mmap threshold (64-bit)
-_malloc_tuned = None
-
-
-def keep_freed_memory():
-    """Ask the C allocator (glibc malloc) to keep freed memory for reuse; True if it did.
-
-    A training step allocates and frees the same few hundred MB of activations and
-    gradients every time.  By default glibc hands big freed blocks straight back to the
-    kernel (munmap, heap trimming), so the next step faults every page in again and the
-    kernel zero-fills it: about 50,000 page faults per step for the default model, a
-    large share of its time.  Raising the two thresholds below keeps freed blocks (up to
-    32 MiB each) inside the process for the next step, which is what CuPy's memory pool
-    does on the GPU.  The peak memory is unchanged; the process just stops returning it
-    between steps.  Process-wide, applied once, Linux/glibc only (a no-op elsewhere).
-    """
-    global _malloc_tuned
-    if _malloc_tuned is None:
-        _malloc_tuned = False
-        if sys.platform.startswith("linux"):
-            try:
-                mallopt = ctypes.CDLL(None).mallopt
-                _malloc_tuned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-                                     and mallopt(_M_TRIM_THRESHOLD, 2 ** 30))
-            except (OSError, AttributeError):      # not glibc (musl, ...)
-                pass
-    return _malloc_tuned
-
-
 class TinyTransformerLM:
     """The model: a config, a backend (array module + dtype) and the parameter registry.
 
@@ -193,8 +161,6 @@ class TinyTransformerLM:
     def __init__(self, config, backend=None, seed=0, params=None):
         self.config = config
         self.backend = backend or Backend()
-        if self.backend.name == "numpy":
-            keep_freed_memory()                    # CPU: reuse freed memory instead of re-faulting it
         host_params = init_params(config, seed) if params is None else params
         self.params = {}
         for name, shape in param_shapes(config).items():

@@ -6,6 +6,7 @@ Bad input (UsageError, BackendError) becomes one line on stderr and exit code 2.
 """
 import argparse
 import importlib
+import os
 import sys
 
 from .backend import BackendError
@@ -21,8 +22,8 @@ COMMANDS = {
 }
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="cli.py", description="numpy_llm: a byte-level GPT in NumPy "
+def build_parser(prog="cli.py"):
+    parser = argparse.ArgumentParser(prog=prog, description="numpy_llm: a byte-level GPT in NumPy "
                                      "with handwritten gradients.")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
@@ -38,13 +39,19 @@ def _command_module(name):
     return importlib.import_module(f"numpy_llm.commands.{name}")
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog=None):
+    if prog is None:
+        script = os.path.basename(sys.argv[0])
+        prog = "python -m numpy_llm" if script == "__main__.py" else script
+    args = build_parser(prog).parse_args(argv)
     try:
         return args.module.run(args)
     except (UsageError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:          # (train saves on the first Ctrl-C; this is a second one)
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:            # `generate ... | head` closed the pipe: not an error
         return 0
 

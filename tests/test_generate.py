@@ -118,6 +118,7 @@ def test_cli_empty_and_long_prompts(ckpt, capsys):
     (["--top-p", "1.5"], "--top-p"),
     (["--max-new-tokens", "0"], "--max-new-tokens"),
     (["--prompt-file", "MISSING"], "prompt file"),
+    (["--prompt-file", "MISSING", "--prompt", "x"], "not both"),
     (["--ckpt", "MISSING"], "not found"),
     (["--ckpt", "GARBAGE"], "corrupt"),
     (["--ckpt", "FOREIGN"], "not a numpy_llm checkpoint"),

@@ -153,6 +153,7 @@ def test_a_short_run_on_the_builtin_sample_learns(tmp_path):
     (["--resume"], "not found"),
     (["--xp", "cupy"], "cupy"),
     (["--xp", "numpy", "--device", "cuda"], "contradicts"),
+    (["--resume", "--overwrite"], "one of them"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, flags, message):
     (tmp_path / "DIR").mkdir()
@@ -191,3 +192,19 @@ def test_resume_rejects_corrupt_and_incompatible_checkpoints(tmp_path, capsys):
     capsys.readouterr()
     assert train(tmp_path, "--resume", "--n-embd", "32") == 2
     assert "does not match" in capsys.readouterr().err
+
+
+def test_a_second_ctrl_c_aborts_with_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_command, "run_training", interrupted)
+    assert train(tmp_path, "--steps", "2") == 130
+    err = capsys.readouterr().err
+    assert "aborted" in err and "Traceback" not in err
+
+
+def test_resume_past_the_end_says_which_step(tmp_path, capsys):
+    assert train(tmp_path, "--steps", "3") == 0
+    capsys.readouterr()
+    assert train(tmp_path, "--resume", "--steps", "2") == 2
+    assert "is at step 3" in capsys.readouterr().err

@@ -42,7 +42,7 @@ def run(args):
     out = sys.stdout
     for sample in range(args.num_samples):
         if args.num_samples > 1:
-            print(f"--- sample {sample + 1} ---", file=sys.stderr, flush=True)
+            print(f"--- sample {sample + 1} ---", file=out, flush=True)
         decoder = StreamDecoder()
         out.write(decoder.feed(prompt))
         out.flush()
@@ -66,6 +66,8 @@ def _validate(args):
         raise UsageError(f"--top-p must be in (0, 1], not {args.top_p}")
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be positive, not {args.max_new_tokens}")
+    if args.prompt_file is not None and args.prompt:
+        raise UsageError("give --prompt or --prompt-file, not both")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be positive, not {args.num_samples}")
 

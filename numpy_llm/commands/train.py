@@ -75,6 +75,8 @@ def run(args):
     given = vars(args)
     xp_name = _xp_name(given)
     state, arrays = RunState(), None
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
     if args.resume:
         arrays, meta = load_checkpoint(args.ckpt)
         config = _resumed_config(config_from_meta(meta, args.ckpt), given)
@@ -109,8 +111,8 @@ def run(args):
         _restore_optimizer(optimizer, arrays, meta, backend, args.ckpt)
         rng.bit_generator.state = meta["rng_state"]
         if state.step >= settings.steps:
-            raise UsageError(f"{args.ckpt} already finished its {settings.steps} steps; pass a larger "
-                             f"--steps to train on")
+            raise UsageError(f"{args.ckpt} is at step {state.step}; to train on, pass --steps larger than "
+                             f"{state.step} (it is {settings.steps})")
 
     log = lambda line: print(line, file=sys.stderr, flush=True)
     log(f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
@@ -124,6 +126,10 @@ def run(args):
         print(f"error: {exc}; the last good checkpoint ({args.ckpt}, if one was saved) is untouched",
               file=sys.stderr)
         return 1
+    except KeyboardInterrupt:                       # a second Ctrl-C: stop now, save nothing more
+        print(f"\naborted at step {state.step}: nothing more was saved; {args.ckpt} holds the last "
+              f"checkpoint written (if any)", file=sys.stderr)
+        return 130
     if outcome == "done":
         log(f"done: {state.step} steps, best val loss {state.best_val_loss:.4f}; "
             f"saved {args.ckpt} and {companion_path(args.ckpt, '.best.npz')}")

@@ -38,9 +38,3 @@ def embedding_backward(dx, cache):
     dwpe = xp.zeros((block_size, C), dtype=dx.dtype)
     dwpe[start:start + T] = dx.sum(axis=0)
     return None, {"wte": dwte, "wpe": dwpe}
-
-
-def onehot(idx, num_classes, dtype):
-    """(N,) integers -> (N, num_classes) rows with a single 1."""
-    xp = array_module(idx)
-    return (idx[:, None] == xp.arange(num_classes)[None, :]).astype(dtype)

@@ -37,7 +37,7 @@ def load_cupy():
         raise BackendError(f"--xp cupy found CuPy but no usable GPU ({exc}); "
                            f"use --xp numpy, or {CUPY_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
     if n_gpus < 1:
-        raise BackendError(f"--xp cupy found CuPy but no GPU is visible; use --xp numpy")
+        raise BackendError("--xp cupy found CuPy but no GPU is visible; use --xp numpy")
     return cupy
 
 
@@ -77,6 +77,15 @@ class Backend:
     def to_numpy(self, array):
         """Bring a device array back to the host as a NumPy array (a no-op on NumPy)."""
         return to_numpy(array)
+
+    def synchronize(self):
+        """Wait until the device has finished all queued work (for timing; a no-op on the CPU)."""
+        if self.name == "cupy":
+            self.xp.cuda.Device().synchronize()
+
+    def device_memory_held(self):
+        """Bytes the GPU memory pool holds (CuPy), or None on the CPU."""
+        return self.xp.get_default_memory_pool().total_bytes() if self.name == "cupy" else None
 
 
 def to_numpy(array):

@@ -69,8 +69,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, load_cupy
 from .errors import UsageError
+from .generate import generate
 from .model import ModelConfig, TinyTransformerLM
 from .optim import AdamW, clip_grads, decays
 
@@ -139,10 +140,10 @@ def cores():
 def synchronizer(xp_name, torch=None, device="cpu"):
     """A function that waits for queued device work (a no-op on the CPU)."""
     if xp_name == "cupy":
-        import cupy
+        backend = Backend("cupy")
 
         def sync():
-            cupy.cuda.Device().synchronize()
+            backend.synchronize()
             if torch is not None and device == "cuda":
                 torch.cuda.synchronize()
         return sync
@@ -210,8 +211,7 @@ class NumpyTrainer:
     label = "numpy_llm"
 
     def __init__(self, bc, backend, host_params, batch):
-        own_copy = {name: p.copy() for name, p in host_params.items()}   # never alias the caller's arrays
-        self.model = TinyTransformerLM(bc.model_config(), backend, params=own_copy)
+        self.model = TinyTransformerLM(bc.model_config(), backend, params=host_params)   # copies them
         self.optimizer = AdamW(self.model.params, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
         self.x = backend.asarray(batch[0], dtype="int64")
         self.y = backend.asarray(batch[1], dtype="int64")
@@ -357,7 +357,7 @@ def memory_worker(impl, config, xp_name, steps, seed):
     bc = BenchConfig(**config)
     torch = load_torch() if impl == "pytorch" else None
     if xp_name == "cupy":
-        import cupy                              # noqa: F401  (imported before the baseline)
+        load_cupy()                              # imported before the baseline
     baseline = peak_rss_bytes()
     host_params, batch = host_params_for(bc, seed), make_batch(bc, seed)
     if impl == "pytorch":
@@ -374,8 +374,7 @@ def memory_worker(impl, config, xp_name, steps, seed):
         peak, how = torch.cuda.max_memory_reserved(), "torch.cuda.max_memory_reserved"
         baseline = 0
     elif xp_name == "cupy":
-        import cupy
-        peak, how = cupy.get_default_memory_pool().total_bytes(), "cupy memory pool bytes held"
+        peak, how = trainer.model.backend.device_memory_held(), "cupy memory pool bytes held"
         baseline = 0
     else:
         peak, how = peak_rss_bytes(), "peak resident set (VmHWM / ru_maxrss)"
@@ -401,7 +400,6 @@ def measure_memory(impl, bc, xp_name, steps=3, seed=0):
 
 def generation_speed(model, n_tokens, use_cache, sync, seed=0):
     """Tokens per second of ``generate`` (numpy_llm.generate) from a one-byte prompt."""
-    from .generate import generate
     prompt = np.array([10], dtype=np.uint8)                    # "\n"
     rng = np.random.default_rng(seed)
 
@@ -492,17 +490,12 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
 
 
 def measure_generation(bc, backend, n_tokens, sync, seed, log):
-    """Generation tokens/s with and without the KV cache (None if generate is unavailable).
+    """Generation tokens/s with and without the KV cache.
 
     Two runs each: ``n_tokens`` new tokens from a one-byte prompt, and, when that is more
     than fits, the first block_size - 1 of them ("window"): once the context is full,
     generate.py slides it and recomputes the cache for the shifted window (positions are
     absolute), so past block_size the cache no longer saves work."""
-    try:
-        from . import generate as _generate     # noqa: F401
-    except ImportError as exc:
-        log(f"[{bc.name}] generation skipped: numpy_llm.generate is not available ({exc})")
-        return None
     model = TinyTransformerLM(bc.model_config(), backend, params=host_params_for(bc, seed))
     out = {"new_tokens": n_tokens, "block_size": bc.block_size}
     runs = [("", n_tokens)]

@@ -14,7 +14,6 @@ object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
 """
 import json
 import math
-import os
 import signal
 import sys
 import time

@@ -10,6 +10,8 @@ reaches block_size, the window slides: the oldest byte is dropped and the cache 
 recomputed for the cropped window (positions are absolute, so every key and value
 changes); the bytes produced are identical to a full recompute.
 """
+import numpy as np
+
 from .backend import to_numpy
 from .kv_cache import KVCache
 from .model import model_forward
@@ -30,7 +32,6 @@ def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, 
     """Yield max_new_tokens new byte ids (ints), one at a time, continuing prompt_ids (1-D, non-empty).
 
     ``rng``: a NumPy Generator (needed unless temperature is 0)."""
-    import numpy as np
     block_size = model.config.block_size
     tokens = [int(t) for t in np.asarray(prompt_ids).reshape(-1)]
     if not tokens:

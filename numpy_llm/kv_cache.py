@@ -35,7 +35,6 @@ class KVCache:
         head_size = config.n_embd // config.n_head
         self.layers = [LayerKVCache(xp, batch, config.n_head, config.block_size, head_size, dtype)
                        for _ in range(config.n_layer)]
-        self.block_size = config.block_size
 
     @property
     def length(self):

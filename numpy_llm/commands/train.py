@@ -10,8 +10,10 @@ from ..backend import Backend
 from ..checkpoint import config_from_meta, load_checkpoint, params_from_arrays
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..errors import TrainingError, UsageError
+from ..generate import generate
 from ..model import ModelConfig, TinyTransformerLM
 from ..optim import AdamW
+from ..tokenizer import StreamDecoder, encode
 from ..train import RunState, TrainSettings, companion_path, run_training
 
 MODEL_FLAGS = {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0}
@@ -139,8 +141,6 @@ def run(args):
 
 
 def _print_sample(model, n_tokens, seed):
-    from ..generate import generate
-    from ..tokenizer import StreamDecoder, encode
     decoder = StreamDecoder()
     out = sys.stdout
     prompt = encode("\n")

@@ -5,9 +5,10 @@ the layer functions ask an array which module owns it (``array_module(x)``), the
 way CuPy recommends writing CPU/GPU-agnostic code.  No layer imports NumPy for
 array math, so the same code runs on NumPy (CPU) or CuPy (GPU).
 
-    Backend("numpy", "float32")   # training on the CPU
-    Backend("numpy", "float64")   # gradient checking
-    Backend("cupy", "float32")    # training on an NVIDIA GPU
+    Backend("numpy", "float32")              # training on the CPU
+    Backend("numpy", "float32", workers=2)   # ... with the batch split over 2 cores (parallel.py)
+    Backend("numpy", "float64")              # gradient checking
+    Backend("cupy", "float32")               # training on an NVIDIA GPU
 """
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy
 
 from .host_memory import keep_freed_memory
+from .parallel import restore_blas_threads, use_single_threaded_blas
 
 CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
 DTYPES = ("float32", "float64")
@@ -43,23 +45,40 @@ def load_cupy():
 
 @dataclass(frozen=True)
 class Backend:
-    """An array module plus the floating dtype that parameters and activations use."""
+    """An array module plus the floating dtype that parameters and activations use.
+
+    ``workers`` > 1 (NumPy only) splits every training batch over that many threads, one
+    per core (parallel.py); it makes NumPy's BLAS single-threaded for the whole process,
+    and a later Backend with one worker gives BLAS its threads back.  If BLAS's thread
+    count cannot be controlled, ``workers`` falls back to 1."""
     name: str = "numpy"
     dtype_name: str = "float32"
     module: Any = None  # a test may pass its own array module (see tests/strict_xp.py)
+    workers: int = 1
 
     def __post_init__(self):
         if self.dtype_name not in DTYPES:
             raise BackendError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype_name!r}")
+        if self.workers < 1:
+            raise BackendError(f"workers must be at least 1, not {self.workers}")
+        if self.workers > 1 and self.name != "numpy":
+            raise BackendError(f"workers > 1 splits the batch over CPU cores: it needs --xp numpy, not {self.name}")
         if self.module is None:
             if self.name == "numpy":
                 module = numpy
                 keep_freed_memory()          # reuse freed host memory between steps (host_memory.py)
+                self._configure_blas_threads()
             elif self.name == "cupy":
                 module = load_cupy()
             else:
                 raise BackendError(f"--xp must be numpy or cupy, not {self.name!r}")
             object.__setattr__(self, "module", module)
+
+    def _configure_blas_threads(self):
+        if self.workers == 1:
+            restore_blas_threads()
+        elif not use_single_threaded_blas():
+            object.__setattr__(self, "workers", 1)
 
     @property
     def xp(self):

@@ -74,6 +74,7 @@ from .errors import UsageError
 from .generate import generate
 from .model import ModelConfig, TinyTransformerLM
 from .optim import AdamW, clip_grads, decays
+from .parallel import available_cores, blas_threads, default_workers, set_blas_threads
 
 LR, BETAS, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 1e-8, 0.1, 1.0
 LOSS_TOLERANCE = 1e-4          # |initial loss ours - PyTorch's|, float32 over a few thousand tokens
@@ -127,14 +128,6 @@ def step_flops(bc):
             "total": matmul + attention}
 
 
-def cores():
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                       # macOS, Windows
-        return os.cpu_count() or 1
-
-
 # --------------------------------------------------------------------------- timing helpers
 
 def synchronizer(xp_name, torch=None, device="cpu"):
@@ -180,10 +173,18 @@ class Sgemm:
             a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
             c = xp.empty((n, n), dtype=xp.float32)
             self._run = lambda: xp.matmul(a, b, out=c)
-        self._run()                              # warm-up (threads, page faults)
+        self._blas_threads = available_cores() if xp is np else None
+        self()                                   # warm-up (threads, page faults)
 
     def __call__(self):
+        # the machine's peak uses every core, even while data-parallel training has made
+        # BLAS single-threaded (parallel.py)
+        previous = blas_threads() if self._blas_threads else None
+        if previous is not None:
+            set_blas_threads(self._blas_threads)
         self._run()
+        if previous is not None:
+            set_blas_threads(previous)
 
 
 def measure_bandwidth(xp, n=32 * 2 ** 20, repeats=7, sync=lambda: None):
@@ -350,7 +351,7 @@ def peak_rss_bytes():
     return maxrss if sys.platform == "darwin" else maxrss * 1024     # bytes on macOS, KiB elsewhere
 
 
-def memory_worker(impl, config, xp_name, steps, seed):
+def memory_worker(impl, config, xp_name, steps, seed, workers=1):
     """Runs in a fresh interpreter: build one implementation of ``config`` (a BenchConfig
     as a dict), train ``steps`` steps and print one JSON line
     {baseline_bytes, peak_bytes, increment_bytes, how}."""
@@ -363,10 +364,10 @@ def memory_worker(impl, config, xp_name, steps, seed):
     if impl == "pytorch":
         device = "cuda" if xp_name == "cupy" else "cpu"
         if device == "cpu":
-            torch.set_num_threads(cores())
+            torch.set_num_threads(available_cores())
         trainer = TorchTrainer(torch, bc, host_params, batch, device)
     else:
-        trainer = NumpyTrainer(bc, Backend(xp_name, "float32"), host_params, batch)
+        trainer = NumpyTrainer(bc, Backend(xp_name, "float32", workers=workers), host_params, batch)
     del host_params
     for _ in range(steps):
         float(trainer.step())
@@ -382,13 +383,13 @@ def memory_worker(impl, config, xp_name, steps, seed):
                       "how": how}))
 
 
-def measure_memory(impl, bc, xp_name, steps=3, seed=0):
+def measure_memory(impl, bc, xp_name, steps=3, seed=0, workers=1):
     """Run :func:`memory_worker` in a subprocess; returns its record (or an "error" record)."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
                                                                       os.environ.get("PYTHONPATH")])))
     code = (f"from numpy_llm.bench import memory_worker; "
-            f"memory_worker({impl!r}, {asdict(bc)!r}, {xp_name!r}, {steps}, {seed})")
+            f"memory_worker({impl!r}, {asdict(bc)!r}, {xp_name!r}, {steps}, {seed}, {workers})")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -412,22 +413,28 @@ def generation_speed(model, n_tokens, use_cache, sync, seed=0):
 # --------------------------------------------------------------------------- the whole bench
 
 def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False, memory=True,
-              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, log=None):
-    """Measure every config; returns the JSON-able record (see ``format_table``)."""
+              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, workers=None,
+              log=None):
+    """Measure every config; returns the JSON-able record (see ``format_table``).
+
+    ``workers``: data-parallel threads of our engine (parallel.py); default one per core on
+    numpy, 1 on cupy."""
     log = log or (lambda message: None)
     torch = load_torch() if compare_torch else None
-    backend = Backend(xp_name, "float32")
+    if workers is None:
+        workers = default_workers(xp_name)
+    backend = Backend(xp_name, "float32", workers=workers)
     xp = backend.xp
     device = "cuda" if xp_name == "cupy" else "cpu"
     if torch is not None and device == "cpu":
-        torch.set_num_threads(cores())
+        torch.set_num_threads(available_cores())
     sync = synchronizer(xp_name, torch, device)
     peak_size = peak_size or (8192 if xp_name == "cupy" else 2048)
     if settle is None:
         settle = DEFAULT_SETTLE_S if xp_name == "numpy" else 0.0
 
     log("measuring the elementwise bandwidth ...")
-    machine = {"xp": xp_name, "cores": cores(), "numpy": np.__version__,
+    machine = {"xp": xp_name, "cores": available_cores(), "workers": backend.workers, "numpy": np.__version__,
                "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, sync=sync)}
     sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
@@ -481,7 +488,8 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         if memory:
             for label in entry["impls"]:
                 log(f"[{bc.name}] peak training memory of {label} (fresh subprocess, {memory_steps} steps) ...")
-                entry["impls"][label]["memory"] = measure_memory(label, bc, xp_name, memory_steps, seed)
+                entry["impls"][label]["memory"] = measure_memory(label, bc, xp_name, memory_steps, seed,
+                                                                 backend.workers)
 
         if gen_tokens > 0:
             entry["generation"] = measure_generation(bc, backend, gen_tokens, sync, seed, log)
@@ -515,7 +523,7 @@ def measure_generation(bc, backend, n_tokens, sync, seed, log):
 def format_table(record):
     """The record as a fixed-width text table (one row per config and implementation)."""
     m = record["machine"]
-    lines = [f"{m['cores']} cores, numpy {m['numpy']}"
+    lines = [f"{m['cores']} cores, numpy {m['numpy']} ({m['workers']} data-parallel workers)"
              + (f", torch {m['torch']} ({m['torch_threads']} threads)" if "torch" in m else "")
              + f"; elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; {record['steps']} timed steps "
                f"after {record['warmup']} warm-up, {record['settle_s']:g} s idle before each"]
@@ -559,12 +567,16 @@ def format_table(record):
     return "\n".join(lines)
 
 
-def profile_steps(bc, xp_name="numpy", steps=3, top=25, seed=0):
-    """cProfile of our training steps (after one warm-up): the top functions by own time."""
+def profile_steps(bc, xp_name="numpy", steps=3, top=25, seed=0, workers=1):
+    """cProfile of our training steps (after one warm-up): the top functions by own time.
+
+    cProfile sees only the main thread: with workers > 1 the layers' time is hidden inside
+    the wait for the workers, so profile with workers=1 (``--workers 1``)."""
     import cProfile
     import io
     import pstats
-    trainer = NumpyTrainer(bc, Backend(xp_name, "float32"), host_params_for(bc, seed), make_batch(bc, seed))
+    backend = Backend(xp_name, "float32", workers=workers)
+    trainer = NumpyTrainer(bc, backend, host_params_for(bc, seed), make_batch(bc, seed))
     trainer.step()
     profiler = cProfile.Profile()
     profiler.enable()

@@ -21,6 +21,7 @@ from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .layers.dropout import dropout_backward, dropout_forward
 from .layers.embedding import embedding_backward, embedding_forward
 from .layers.layernorm import layernorm_backward, layernorm_forward
+from .parallel import run_data_parallel
 from .tokenizer import VOCAB_SIZE
 
 
@@ -178,24 +179,33 @@ class TinyTransformerLM:
 
     def loss(self, idx, targets):
         """Mean cross-entropy as a Python float, with no gradient work (evaluation)."""
-        logits = self.logits(idx)
-        loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size),
-                                        self._device_ids(targets).reshape(-1))
+        idx, targets = self._device_ids(idx), self._device_ids(targets)
+
+        def share_loss(rows, _):
+            logits, _ = model_forward(self.params, self.config, idx[rows])
+            loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size), targets[rows].reshape(-1))
+            return loss, None
+        loss, _ = run_data_parallel(share_loss, idx.shape[0], self.backend.workers)
         return float(loss)
 
     def loss_and_grads(self, idx, targets, rng=None):
         """One forward and one backward: (loss, grads by name).
 
         The loss is a 0-d device array (a NumPy scalar on NumPy): it stays on the device
-
-        so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout."""
+        so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
+        With ``backend.workers`` > 1 the batch is split into that many shares whose forward
+        and backward passes run at the same time, one per core (parallel.py)."""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
-        logits, cache = model_forward(self.params, self.config, idx, rng)
-        B, T, V = logits.shape
-        loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
-        del logits                                          # not needed for the backward: free it now
-        dlogits, _ = cross_entropy_backward(1.0, ce_cache)
-        grads = model_backward(dlogits.reshape(B, T, V), cache)
+        rng = rng if self.config.dropout > 0 else None    # no dropout: leave the generator untouched
+
+        def share_loss_and_grads(rows, share_rng):
+            logits, cache = model_forward(self.params, self.config, idx[rows], share_rng)
+            B, T, V = logits.shape
+            loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets[rows].reshape(-1))
+            del logits                                      # not needed for the backward: free it now
+            dlogits, _ = cross_entropy_backward(1.0, ce_cache)
+            return loss, model_backward(dlogits.reshape(B, T, V), cache)
+        loss, grads = run_data_parallel(share_loss_and_grads, idx.shape[0], self.backend.workers, rng)
         return loss, {name: grads[name] for name in self.params}     # registry order
 
     def host_params(self):

@@ -5,6 +5,7 @@ import sys
 
 from .. import bench
 from ..errors import UsageError
+from ..parallel import available_cores
 
 
 def configure(parser):
@@ -39,19 +40,23 @@ def configure(parser):
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="instead of benchmarking, cProfile 3 of our training steps per "
                              "config and print the N functions with the most own time")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"data-parallel threads of our engine: the batch is split into this many "
+                             f"shares that run at the same time (default: one per core, "
+                             f"{available_cores()} here, on numpy; 1 on cupy; --profile uses 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
 
 
 def run(args):
     configs = bench.parse_configs(args.configs)
     if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
-            or (args.settle is not None and args.settle < 0):
-        raise UsageError("--steps and --memory-steps must be >= 1; --warmup, --gen-tokens "
-                               "and --settle >= 0")
+            or (args.settle is not None and args.settle < 0) or (args.workers is not None and args.workers < 1):
+        raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens "
+                         "and --settle >= 0")
     if args.profile:
         for bc in configs:
             print(f"== {bc.name}")
-            print(bench.profile_steps(bc, args.xp, top=args.profile, seed=args.seed))
+            print(bench.profile_steps(bc, args.xp, top=args.profile, seed=args.seed, workers=args.workers or 1))
         return 0
     to_stdout = args.json == "-"
     table_stream = sys.stderr if to_stdout else sys.stdout
@@ -62,7 +67,8 @@ def run(args):
     record = bench.run_bench(configs, args.xp, steps=args.steps, warmup=args.warmup,
                              compare_torch=args.compare_torch, memory=not args.no_memory,
                              gen_tokens=args.gen_tokens, seed=args.seed, peak_size=args.peak_size,
-                             memory_steps=args.memory_steps, settle=args.settle, log=log)
+                             memory_steps=args.memory_steps, settle=args.settle, workers=args.workers,
+                             log=log)
     print(bench.format_table(record), file=table_stream)
     if to_stdout:
         json.dump(record, sys.stdout, indent=2)

@@ -1,0 +1,160 @@
+"""Data parallelism on the CPU's cores: split the batch into one share per core, run each
+share's forward and backward in its own thread, and combine the results.
+
+Why: NumPy runs every elementwise function (exp, tanh, the LayerNorm and softmax
+arithmetic) on one core, and its batched attention products are many small BLAS calls
+that gain nothing from BLAS threads.  Splitting the *batch* puts all of that work on every
+core at once, the way data-parallel training spreads a batch over several GPUs.  The model
+is a pure function of (params, batch), so the shares share nothing but the read-only
+parameters: no locks are needed, and NumPy releases Python's GIL inside every array
+operation, so the threads really run at the same time.  BLAS is made single-threaded
+while workers are in use (``use_single_threaded_blas``): each worker's products then run
+on its own core instead of every product fighting over all of them.
+
+With shares s = 1..S of b_s sequences each (sum b_s = B), each share's loss is the mean
+over its own b_s T positions, so the batch's mean loss and its gradient are the
+share-size-weighted sums
+
+    loss = sum_s (b_s / B) loss_s          grad = sum_s (b_s / B) grad_s
+
+which equal the single-batch results up to float rounding (the sums are taken in
+a different order).  Dropout masks come from one generator per share, seeded from the
+caller's generator, so a run is reproducible for a given number of workers.
+"""
+import ctypes
+import glob
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+# The "set the thread count" entry points of the BLAS libraries NumPy may be built with:
+# OpenBLAS (as NumPy's wheels bundle it: scipy_openblas, 64-bit integer interface), MKL, BLIS.
+_BLAS_THREAD_FUNCTIONS = [
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+    ("MKL_Set_Num_Threads", "MKL_Get_Max_Threads"),
+    ("bli_thread_set_num_threads", "bli_thread_get_num_threads"),
+]
+_blas = None                     # (set, get) ctypes functions, or () when none was found
+_blas_threads_at_start = None    # BLAS's own thread count, restored by restore_blas_threads
+_pools = {}                      # worker count -> ThreadPoolExecutor, created once
+
+
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                       # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers(xp_name):
+    """One data-parallel worker per core on the CPU (numpy); one on a GPU (cupy)."""
+    return available_cores() if xp_name == "numpy" else 1
+
+
+def _loaded_libraries():
+    """Paths of the shared libraries that may hold NumPy's BLAS."""
+    paths = []
+    if os.path.exists("/proc/self/maps"):        # Linux: every library this process has loaded
+        with open("/proc/self/maps") as maps:
+            paths = [line.split()[-1] for line in maps if ".so" in line and "/" in line]
+    numpy_dir = os.path.dirname(np.__file__)      # wheels bundle their BLAS next to NumPy
+    for pattern in ("../numpy.libs/*", ".dylibs/*", "../numpy.libs/*.dll", ".libs/*"):
+        paths += glob.glob(os.path.join(numpy_dir, pattern))
+    names = ("blas", "mkl", "blis")
+    return list(dict.fromkeys(p for p in paths if any(n in os.path.basename(p).lower() for n in names)))
+
+
+def _blas_functions():
+    """NumPy's BLAS thread-count (setter, getter), or () if it cannot be controlled."""
+    global _blas
+    if _blas is None:
+        _blas = ()
+        for path in _loaded_libraries():
+            try:
+                library = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for set_name, get_name in _BLAS_THREAD_FUNCTIONS:
+                if hasattr(library, set_name) and hasattr(library, get_name):
+                    setter, getter = getattr(library, set_name), getattr(library, get_name)
+                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                    _blas = (setter, getter)
+                    return _blas
+    return _blas
+
+
+def blas_threads():
+    """How many threads NumPy's BLAS uses now, or None if that cannot be read."""
+    functions = _blas_functions()
+    return functions[1]() if functions else None
+
+
+def set_blas_threads(n):
+    """Set NumPy's BLAS thread count (process-wide); False if it cannot be controlled."""
+    global _blas_threads_at_start
+    functions = _blas_functions()
+    if not functions:
+        return False
+    if _blas_threads_at_start is None:
+        _blas_threads_at_start = functions[1]()
+    functions[0](n)
+    return True
+
+
+def use_single_threaded_blas():
+    """Make BLAS run each product on the calling thread only (process-wide); False if
+    NumPy's BLAS offers no way to do that (then data parallelism is not used)."""
+    return set_blas_threads(1)
+
+
+def restore_blas_threads():
+    """Give BLAS back the thread count it started with."""
+    if _blas_threads_at_start is not None:
+        set_blas_threads(_blas_threads_at_start)
+
+
+def split_batch(batch_size, workers):
+    """Contiguous row ranges, as equal as possible, one per worker (never an empty one)."""
+    n = max(1, min(workers, batch_size))
+    bounds = [batch_size * i // n for i in range(n + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _pool(workers):
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="numpy_llm-worker")
+    return _pools[workers]
+
+
+def run_data_parallel(share_fn, batch_size, workers, rng=None):
+    """Run ``share_fn(rows, share_rng) -> (loss, grads or None)`` on every share of the batch,
+    in parallel threads, and return the share-size-weighted (loss, grads).
+
+    ``rows`` is a slice of the batch axis; ``share_rng`` is None when ``rng`` is None, else a
+    generator of the share's own, seeded from ``rng`` (which advances by one draw); with a
+    single share, ``share_fn`` gets the whole batch and ``rng`` itself, exactly as without
+    this function.  The first share's gradient arrays are reused for the sum."""
+    shares = split_batch(batch_size, workers)
+    if len(shares) == 1:
+        return share_fn(shares[0], rng)
+    if rng is None:
+        share_rngs = [None] * len(shares)
+    else:
+        share_rngs = [np.random.default_rng(seed) for seed in rng.integers(0, 2 ** 63, size=len(shares))]
+    results = list(_pool(len(shares)).map(share_fn, shares, share_rngs))
+    weights = [(rows.stop - rows.start) / batch_size for rows in shares]   # b_s / B, Python floats
+    loss = sum(w * share_loss for w, (share_loss, _) in zip(weights, results))
+    grads = results[0][1]
+    if grads is not None:
+        for name, total in grads.items():
+            total *= weights[0]
+            for w, (_, share_grads) in zip(weights[1:], results[1:]):
+                share_grad = share_grads[name]
+                share_grad *= w
+                total += share_grad
+    return loss, grads

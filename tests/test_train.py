@@ -68,14 +68,17 @@ def test_train_writes_checkpoints_metrics_and_logs(tmp_path, capsys):
     assert all(np.isfinite(l["loss"]) for l in lines if l["kind"] == "train")
 
 
-def test_resume_is_bit_identical(tmp_path, monkeypatch):
-    assert train(tmp_path, "--steps", "8", "--eval-interval", "100", name="straight.npz") == 0
+@pytest.mark.parametrize("extra", [["--workers", "1"], ["--workers", "2"], ["--workers", "2", "--dropout", "0.1"]],
+                         ids=["1 worker", "2 workers", "2 workers + dropout"])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):
+    assert train(tmp_path, "--steps", "8", "--eval-interval", "100", *extra, name="straight.npz") == 0
     real = train_module.run_training
     monkeypatch.setattr(train_command, "run_training", functools.partial(real, stop_at=4))
-    assert train(tmp_path, "--steps", "8", "--eval-interval", "100", name="split.npz") == 0
+    assert train(tmp_path, "--steps", "8", "--eval-interval", "100", *extra, name="split.npz") == 0
     assert params_of(tmp_path / "split.npz")[1]["step"] == 4
     monkeypatch.setattr(train_command, "run_training", real)
-    assert main(["train", "--resume", "--ckpt", str(tmp_path / "split.npz"), "--sample-tokens", "0"]) == 0
+    workers = extra[:2]
+    assert main(["train", "--resume", "--ckpt", str(tmp_path / "split.npz"), "--sample-tokens", "0", *workers]) == 0
     straight, meta_a = params_of(tmp_path / "straight.npz")
     split, meta_b = params_of(tmp_path / "split.npz")
     assert meta_a["step"] == meta_b["step"] == 8

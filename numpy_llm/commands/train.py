@@ -13,6 +13,7 @@ from ..errors import TrainingError, UsageError
 from ..generate import generate
 from ..model import ModelConfig, TinyTransformerLM
 from ..optim import AdamW
+from ..parallel import available_cores, default_workers
 from ..tokenizer import StreamDecoder, encode
 from ..train import RunState, TrainSettings, companion_path, run_training
 
@@ -63,6 +64,11 @@ def configure(parser):
                         help="synonym of --xp: cpu = numpy, cuda = cupy")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
                         help="parameter and activation dtype (default: float32)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"threads that share each batch, one per CPU core, for speed (numpy only; "
+                             f"default: one per core, {available_cores()} here, on numpy; 1 on cupy). "
+                             f"Results depend on it at the level of float rounding, and with dropout on "
+                             f"the masks depend on it: resume with the same value to repeat a run exactly")
     parser.add_argument("--ckpt", default="ckpt.npz",
                         help="checkpoint path; <name>.best.npz and <name>.metrics.jsonl go beside it "
                              "(default: ckpt.npz)")
@@ -92,6 +98,8 @@ def run(args):
         settings = TrainSettings(**{**TRAIN_DEFAULTS, **_pick(given, TRAIN_DEFAULTS)})
         dtype = given.get("dtype", "float32")
     _validate(settings)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     corpus = open_corpus(settings.data)
@@ -99,7 +107,7 @@ def run(args):
     train_data, val_data = split_train_val(corpus, settings.val_frac, config.block_size, data_name)
     os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
 
-    backend = Backend(xp_name, dtype)
+    backend = Backend(xp_name, dtype, workers=args.workers or default_workers(xp_name))
     rng = np.random.default_rng(settings.seed)
     if arrays is None:
         model = TinyTransformerLM(config, backend, seed=settings.seed)
@@ -119,7 +127,8 @@ def run(args):
     log = lambda line: print(line, file=sys.stderr, flush=True)
     log(f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
         f"width-{config.n_embd} model ({model.num_params():,} parameters) on {data_name} "
-        f"({len(train_data):,} train / {len(val_data):,} val bytes), {xp_name} {dtype}, "
+        f"({len(train_data):,} train / {len(val_data):,} val bytes), {xp_name} {dtype}"
+        f"{f' on {backend.workers} cores' if backend.workers > 1 else ''}, "
         f"from step {state.step} to {settings.steps}")
     try:
         outcome, state = run_training(model, optimizer, settings, train_data, val_data, args.ckpt, rng,

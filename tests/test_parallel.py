@@ -1,0 +1,116 @@
+"""Data parallelism (numpy_llm/parallel.py): the batch split over worker threads must give the
+single-batch loss and gradients (float64: equal to 1e-12, only the summation order differs),
+weighted by share size when the shares are unequal, reproducibly with dropout."""
+import numpy as np
+import pytest
+
+from numpy_llm import parallel
+from numpy_llm.backend import Backend, BackendError
+from numpy_llm.model import ModelConfig, TinyTransformerLM
+from numpy_llm.optim import AdamW, clip_grads
+
+CONFIG = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8)
+
+
+@pytest.fixture(autouse=True)
+def give_blas_its_threads_back():
+    yield
+    parallel.restore_blas_threads()
+
+
+def batch(B, seed=0, T=8):
+    data = np.random.default_rng(seed).integers(0, 256, size=(B, T + 1))
+    return data[:, :-1], data[:, 1:]
+
+
+@pytest.mark.parametrize("batch_size, workers", [(4, 2), (5, 2), (5, 3), (7, 4), (2, 3), (1, 2)])
+def test_split_batch_covers_every_row_once_in_near_equal_shares(batch_size, workers):
+    shares = parallel.split_batch(batch_size, workers)
+    assert len(shares) == min(workers, batch_size)
+    rows = [r for s in shares for r in range(s.start, s.stop)]
+    assert rows == list(range(batch_size))
+    sizes = [s.stop - s.start for s in shares]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("batch_size, workers", [(4, 2), (5, 2), (5, 3), (3, 8)])
+def test_data_parallel_loss_and_grads_equal_the_single_batch(batch_size, workers):
+    x, y = batch(batch_size)
+    serial = TinyTransformerLM(CONFIG, Backend("numpy", "float64"), seed=1)
+    split = TinyTransformerLM(CONFIG, Backend("numpy", "float64", workers=workers), seed=1)
+    loss_1, grads_1 = serial.loss_and_grads(x, y)
+    loss_n, grads_n = split.loss_and_grads(x, y)
+    assert abs(float(loss_1) - float(loss_n)) < 1e-12
+    assert list(grads_n) == list(grads_1)                 # registry order kept
+    for name in grads_1:
+        np.testing.assert_allclose(grads_n[name], grads_1[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    assert abs(serial.loss(x, y) - split.loss(x, y)) < 1e-12
+
+
+def test_unequal_shares_are_weighted_by_their_size():
+    """Rows 0..4 with values 0..4 over 2 shares (3 + 2 rows): the mean is 2, not the mean of
+    the share means (1 + 3.5) / 2 = 2.25."""
+    values = np.arange(5.0)
+
+    def share_fn(rows, _):
+        part = values[rows]
+        return part.mean(), {"g": np.array([part.mean()])}
+    loss, grads = parallel.run_data_parallel(share_fn, 5, 2)
+    assert loss == pytest.approx(2.0) and grads["g"][0] == pytest.approx(2.0)
+
+
+def test_each_share_gets_its_own_seeded_generator():
+    def draws(seed):
+        first_draw = {}
+
+        def share_fn(rows, rng):
+            first_draw[rows.start] = rng.random()
+            return 0.0, None
+        parallel.run_data_parallel(share_fn, 4, 2, np.random.default_rng(seed))
+        return [first_draw[start] for start in sorted(first_draw)]
+    assert len(draws(0)) == 2 and draws(0)[0] != draws(0)[1]
+    assert draws(0) == draws(0) and draws(0) != draws(1)
+
+
+def test_dropout_training_with_workers_is_reproducible_and_uses_the_generator():
+    config = ModelConfig(block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.2)
+    x, y = batch(4)
+
+    def two_steps(seed):
+        model = TinyTransformerLM(config, Backend("numpy", "float64", workers=2), seed=0)
+        optimizer, rng = AdamW(model.params), np.random.default_rng(seed)
+        for _ in range(2):
+            loss, grads = model.loss_and_grads(x, y, rng)
+            clip_grads(grads, 1.0)
+            optimizer.step(model.params, grads)
+        return float(loss), model.params["wte"].copy()
+    loss_a, wte_a = two_steps(0)
+    loss_b, wte_b = two_steps(0)
+    loss_c, _ = two_steps(1)
+    assert loss_a == loss_b and np.array_equal(wte_a, wte_b)
+    assert loss_a != loss_c                     # different masks: the generator is really used
+
+
+def test_without_dropout_the_generator_is_left_alone():
+    """Batches are drawn from the same generator: workers must not change which batches a run sees."""
+    rng = np.random.default_rng(0)
+    model = TinyTransformerLM(CONFIG, Backend("numpy", "float64", workers=2), seed=0)
+    model.loss_and_grads(*batch(4), rng)
+    assert rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+
+
+def test_workers_make_blas_single_threaded_and_one_worker_restores_it():
+    if parallel.blas_threads() is None:
+        pytest.skip("this NumPy's BLAS offers no thread control")
+    before = parallel.blas_threads()
+    assert Backend("numpy", "float32", workers=2).workers == 2
+    assert parallel.blas_threads() == 1
+    Backend("numpy", "float32")
+    assert parallel.blas_threads() == before
+
+
+def test_bad_worker_counts_are_refused():
+    with pytest.raises(BackendError, match="at least 1"):
+        Backend("numpy", "float32", workers=0)
+    with pytest.raises(BackendError, match="numpy"):
+        Backend("cupy", "float32", workers=2)

@@ -21,7 +21,7 @@ from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .layers.dropout import dropout_backward, dropout_forward
 from .layers.embedding import embedding_backward, embedding_forward
 from .layers.layernorm import layernorm_backward, layernorm_forward
-from .parallel import run_data_parallel
+from .parallel import count_shares, run_data_parallel, split_batch
 from .tokenizer import VOCAB_SIZE
 
 
@@ -172,6 +172,11 @@ class TinyTransformerLM:
     def _device_ids(self, idx):
         return self.backend.asarray(idx, dtype="int64")
 
+    def _shares(self, idx):
+        """The batch's rows, cut into the shares the backend's workers run (parallel.py)."""
+        B, T = idx.shape
+        return split_batch(B, count_shares(B, T * self.config.n_embd, self.backend.workers))
+
     def logits(self, idx):
         """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""
         logits, _ = model_forward(self.params, self.config, self._device_ids(idx))
@@ -185,7 +190,7 @@ class TinyTransformerLM:
             logits, _ = model_forward(self.params, self.config, idx[rows])
             loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size), targets[rows].reshape(-1))
             return loss, None
-        loss, _ = run_data_parallel(share_loss, idx.shape[0], self.backend.workers)
+        loss, _ = run_data_parallel(share_loss, self._shares(idx), self.backend.workers)
         return float(loss)
 
     def loss_and_grads(self, idx, targets, rng=None):
@@ -205,7 +210,7 @@ class TinyTransformerLM:
             del logits                                      # not needed for the backward: free it now
             dlogits, _ = cross_entropy_backward(1.0, ce_cache)
             return loss, model_backward(dlogits.reshape(B, T, V), cache)
-        loss, grads = run_data_parallel(share_loss_and_grads, idx.shape[0], self.backend.workers, rng)
+        loss, grads = run_data_parallel(share_loss_and_grads, self._shares(idx), self.backend.workers, rng)
         return loss, {name: grads[name] for name in self.params}     # registry order
 
     def host_params(self):

@@ -23,6 +23,7 @@ caller's generator, so a run is reproducible for a given number of workers.
 """
 import ctypes
 import glob
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,6 +42,7 @@ _BLAS_THREAD_FUNCTIONS = [
 _blas = None                     # (set, get) ctypes functions, or () when none was found
 _blas_threads_at_start = None    # BLAS's own thread count, restored by restore_blas_threads
 _pools = {}                      # worker count -> ThreadPoolExecutor, created once
+SHARE_SIZE = 2 ** 17             # activation numbers (rows x T x C) per share, see count_shares
 
 
 def available_cores():
@@ -118,9 +120,24 @@ def restore_blas_threads():
         set_blas_threads(_blas_threads_at_start)
 
 
-def split_batch(batch_size, workers):
-    """Contiguous row ranges, as equal as possible, one per worker (never an empty one)."""
-    n = max(1, min(workers, batch_size))
+def count_shares(batch_size, row_size, workers):
+    """How many shares to cut a batch of ``batch_size`` rows into, each row holding
+    ``row_size`` = T * C activation numbers per layer.
+
+    One worker: one share (the plain single-batch computation).  Several workers: enough
+    shares that each holds about SHARE_SIZE activation numbers per layer, rounded up to a
+    multiple of ``workers`` so every worker gets the same number of them, and at most one
+    share per row.  Smaller shares keep a share's activations in the CPU's caches while its
+    layers run; docs/performance.md has the measurements behind SHARE_SIZE."""
+    if workers == 1:
+        return 1
+    wanted = math.ceil(batch_size * row_size / SHARE_SIZE)
+    return min(batch_size, workers * math.ceil(wanted / workers))
+
+
+def split_batch(batch_size, n_shares):
+    """Contiguous row ranges, as equal as possible, ``n_shares`` of them (never an empty one)."""
+    n = max(1, min(n_shares, batch_size))
     bounds = [batch_size * i // n for i in range(n + 1)]
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
@@ -131,30 +148,51 @@ def _pool(workers):
     return _pools[workers]
 
 
-def run_data_parallel(share_fn, batch_size, workers, rng=None):
-    """Run ``share_fn(rows, share_rng) -> (loss, grads or None)`` on every share of the batch,
-    in parallel threads, and return the share-size-weighted (loss, grads).
+def run_data_parallel(share_fn, shares, workers, rng=None):
+    """Run ``share_fn(rows, share_rng) -> (loss, grads or None)`` on every share (a slice of the
+    batch axis, from ``split_batch``) in ``workers`` threads; return the share-size-weighted
+    (loss, grads).
 
-    ``rows`` is a slice of the batch axis; ``share_rng`` is None when ``rng`` is None, else a
-    generator of the share's own, seeded from ``rng`` (which advances by one draw); with a
-    single share, ``share_fn`` gets the whole batch and ``rng`` itself, exactly as without
-    this function.  The first share's gradient arrays are reused for the sum."""
-    shares = split_batch(batch_size, workers)
+    Worker w takes shares w, w + workers, w + 2 workers, ... one after the other, summing as
+    it goes (so it holds one share's activations at a time); the workers' sums are added in
+    worker order, so the result does not depend on thread timing.  ``share_rng`` is None when
+    ``rng`` is None, else a generator of the share's own, seeded from ``rng`` (which advances by
+    one draw).  With a single share, ``share_fn`` gets the whole batch and ``rng`` itself,
+    exactly as without this function."""
     if len(shares) == 1:
         return share_fn(shares[0], rng)
+    batch_size = shares[-1].stop
+    weights = [(rows.stop - rows.start) / batch_size for rows in shares]   # b_s / B, Python floats
     if rng is None:
         share_rngs = [None] * len(shares)
     else:
         share_rngs = [np.random.default_rng(seed) for seed in rng.integers(0, 2 ** 63, size=len(shares))]
-    results = list(_pool(len(shares)).map(share_fn, shares, share_rngs))
-    weights = [(rows.stop - rows.start) / batch_size for rows in shares]   # b_s / B, Python floats
-    loss = sum(w * share_loss for w, (share_loss, _) in zip(weights, results))
-    grads = results[0][1]
-    if grads is not None:
-        for name, total in grads.items():
-            total *= weights[0]
-            for w, (_, share_grads) in zip(weights[1:], results[1:]):
-                share_grad = share_grads[name]
-                share_grad *= w
-                total += share_grad
+
+    def worker(first):
+        loss, grads = 0.0, None
+        for i in range(first, len(shares), workers):
+            share_loss, share_grads = share_fn(shares[i], share_rngs[i])
+            loss = loss + weights[i] * share_loss
+            grads = _add_scaled(grads, share_grads, weights[i])
+        return loss, grads
+    results = list(_pool(workers).map(worker, range(min(workers, len(shares)))))
+    loss, grads = results[0]
+    for worker_loss, worker_grads in results[1:]:
+        loss = loss + worker_loss
+        grads = _add_scaled(grads, worker_grads, 1.0)
     return loss, grads
+
+
+def _add_scaled(total, grads, weight):
+    """total + weight * grads, by name, in place in the arrays of ``total`` and ``grads``
+    (``total`` None: just the scaled ``grads``; ``grads`` None: a loss-only share)."""
+    if grads is None:
+        return total
+    if weight != 1.0:
+        for g in grads.values():
+            g *= weight
+    if total is None:
+        return grads
+    for name, g in grads.items():
+        total[name] += g
+    return total

@@ -23,18 +23,30 @@ def batch(B, seed=0, T=8):
     return data[:, :-1], data[:, 1:]
 
 
-@pytest.mark.parametrize("batch_size, workers", [(4, 2), (5, 2), (5, 3), (7, 4), (2, 3), (1, 2)])
-def test_split_batch_covers_every_row_once_in_near_equal_shares(batch_size, workers):
-    shares = parallel.split_batch(batch_size, workers)
-    assert len(shares) == min(workers, batch_size)
+@pytest.mark.parametrize("batch_size, n_shares", [(4, 2), (5, 2), (5, 3), (7, 4), (2, 3), (1, 2)])
+def test_split_batch_covers_every_row_once_in_near_equal_shares(batch_size, n_shares):
+    shares = parallel.split_batch(batch_size, n_shares)
+    assert len(shares) == min(n_shares, batch_size)
     rows = [r for s in shares for r in range(s.start, s.stop)]
     assert rows == list(range(batch_size))
     sizes = [s.stop - s.start for s in shares]
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
 
 
-@pytest.mark.parametrize("batch_size, workers", [(4, 2), (5, 2), (5, 3), (3, 8)])
-def test_data_parallel_loss_and_grads_equal_the_single_batch(batch_size, workers):
+def test_share_count_is_one_for_one_worker_and_a_multiple_of_the_workers_otherwise():
+    row = parallel.SHARE_SIZE // 8                    # 8 rows fill one share
+    assert parallel.count_shares(64, row, 1) == 1
+    assert parallel.count_shares(64, row, 2) == 8
+    assert parallel.count_shares(40, row, 2) == 6     # 5 wanted, rounded up to a multiple of 2
+    assert parallel.count_shares(4, row, 2) == 2      # small batches: one share per worker
+    assert parallel.count_shares(3, row, 4) == 3      # never more shares than rows
+
+
+@pytest.mark.parametrize("batch_size, workers, rows_per_share", [(4, 2, None), (5, 2, None), (5, 3, None),
+                                                                 (3, 8, None), (7, 2, 1), (8, 3, 2)])
+def test_data_parallel_loss_and_grads_equal_the_single_batch(batch_size, workers, rows_per_share, monkeypatch):
+    if rows_per_share:                               # several shares per worker
+        monkeypatch.setattr(parallel, "SHARE_SIZE", rows_per_share * CONFIG.block_size * CONFIG.n_embd)
     x, y = batch(batch_size)
     serial = TinyTransformerLM(CONFIG, Backend("numpy", "float64"), seed=1)
     split = TinyTransformerLM(CONFIG, Backend("numpy", "float64", workers=workers), seed=1)
@@ -55,7 +67,7 @@ def test_unequal_shares_are_weighted_by_their_size():
     def share_fn(rows, _):
         part = values[rows]
         return part.mean(), {"g": np.array([part.mean()])}
-    loss, grads = parallel.run_data_parallel(share_fn, 5, 2)
+    loss, grads = parallel.run_data_parallel(share_fn, parallel.split_batch(5, 2), 2)
     assert loss == pytest.approx(2.0) and grads["g"][0] == pytest.approx(2.0)
 
 
@@ -66,9 +78,9 @@ def test_each_share_gets_its_own_seeded_generator():
         def share_fn(rows, rng):
             first_draw[rows.start] = rng.random()
             return 0.0, None
-        parallel.run_data_parallel(share_fn, 4, 2, np.random.default_rng(seed))
+        parallel.run_data_parallel(share_fn, parallel.split_batch(4, 4), 2, np.random.default_rng(seed))
         return [first_draw[start] for start in sorted(first_draw)]
-    assert len(draws(0)) == 2 and draws(0)[0] != draws(0)[1]
+    assert len(draws(0)) == 4 and len(set(draws(0))) == 4
     assert draws(0) == draws(0) and draws(0) != draws(1)
 
 

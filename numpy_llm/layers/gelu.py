@@ -1,9 +1,12 @@
 """GELU activation, the tanh approximation that GPT-2 uses (elementwise, any shape).
 
     u   = sqrt(2/pi) * (x + 0.044715 x^3)
-    out = 0.5 * x * (1 + tanh(u))
+    phi = 0.5 * (1 + tanh(u))           (about Phi(x), the standard normal CDF)
+    out = x * phi
 
-The in-place steps (``*=``, ``out=``) only avoid temporaries; the math is the two lines above.
+GELU lets x through in proportion to how likely a standard normal variable is to be
+below it: x * P(Z <= x).  The in-place steps (``*=``, ``out=``) only avoid temporaries;
+the math is the three lines above.
 """
 import math
 
@@ -20,40 +23,38 @@ def gelu_forward(x):
     u *= CUBIC * SQRT_2_OVER_PI
     u += SQRT_2_OVER_PI
     u *= x                                  # u = sqrt(2/pi) (x + 0.044715 x^3)
-    tanh_u = xp.tanh(u, out=u)              # t = tanh(u), in u's buffer
-    return gelu_output((x, tanh_u)), (x, tanh_u)
+    phi = xp.tanh(u, out=u)                 # tanh(u), in u's buffer ...
+    phi += 1.0
+    phi *= 0.5                              # ... phi = 0.5 (1 + tanh(u))
+    return gelu_output((x, phi)), (x, phi)
 
 
 def gelu_output(cache):
-    """out = 0.5 x (1 + t) from a forward cache (x, t): the MLP recomputes GELU's output
-    in its backward instead of keeping it (see mlp.py)."""
-    x, tanh_u = cache
-    out = tanh_u + 1.0
-    out *= x
-    out *= 0.5                              # 0.5 x (1 + t)
-    return out
+    """out = x * phi from a forward cache (x, phi): the MLP recomputes GELU's output in its
+    backward instead of keeping it (see mlp.py)."""
+    x, phi = cache
+    return x * phi
 
 
 def gelu_backward(dout, cache):
     """Gradient of x (GELU has no parameters).
 
-    Forward: out = 0.5 x (1 + t), t = tanh(u), u = sqrt(2/pi)(x + 0.044715 x^3)
-    dout/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,
-    du/dx   = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-    dx = dout * dout/dx                               (elementwise, shape of x)
+    Forward: out = x phi, phi = 0.5 (1 + t), t = tanh(u), u = sqrt(2/pi)(x + 0.044715 x^3)
+    product rule:  dout/dx = phi + x dphi/dx
+    chain rule:    dphi/dx = 0.5 (1 - t^2) du/dx = 2 phi (1 - phi) du/dx
+                   (tanh' = 1 - t^2, and 1 - t^2 = (1 + t)(1 - t) = 4 phi (1 - phi))
+                   du/dx   = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    so             dout/dx = phi (1 + 2 x (1 - phi) du/dx)
+    dx = dout * dout/dx                              (elementwise, shape of x)
     """
-    x, tanh_u = cache
+    x, phi = cache
     xp = array_module(x)
-    du_dx = x * x
-    du_dx *= 3.0 * CUBIC * SQRT_2_OVER_PI
-    du_dx += SQRT_2_OVER_PI                   # du/dx
-    dx = tanh_u + 1.0
-    slope = xp.multiply(tanh_u, tanh_u, out=tanh_u)   # t^2, in t's buffer (memory: the forward
-    slope -= 1.0                                      #   is done with t, so this backward consumes
-    slope *= x                                        #   its cache, as cross_entropy_backward does)
-    slope *= du_dx                            # -x (1 - t^2) du/dx
-    del du_dx
-    dx -= slope                               # (1 + t) + x (1 - t^2) du/dx
-    dx *= 0.5
+    dx = x * x
+    dx *= 6.0 * CUBIC * SQRT_2_OVER_PI
+    dx += 2.0 * SQRT_2_OVER_PI                # 2 du/dx
+    dx *= x                                   # 2 x du/dx
+    dx *= xp.subtract(1.0, phi)               # 2 x (1 - phi) du/dx
+    dx += 1.0
+    dx *= phi                                 # dout/dx = phi (1 + 2 x (1 - phi) du/dx)
     dx *= dout
     return dx, {}

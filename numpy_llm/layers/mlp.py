@@ -14,8 +14,8 @@ def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
     """Returns (out (B, T, C), cache).
 
     Memory: the backward needs ``hidden`` (for dw_proj = hidden^T @ dout), but it is not
-    kept: it is recomputed there from GELU's cache, 0.5 pre (1 + tanh(u)), three cheap
-    elementwise passes.  That saves the largest activation of the layer, (B, T, 4C)."""
+    kept: it is recomputed there from GELU's cache as pre * phi, one elementwise multiply.
+    That saves the largest activation of the layer, (B, T, 4C)."""
     pre, fc_cache = linear_forward(x, w_fc, b_fc)
     hidden, gelu_cache = gelu_forward(pre)
     out, (_, w_proj) = linear_forward(hidden, w_proj, b_proj)      # drop linear's copy of hidden

@@ -12,6 +12,7 @@ AdamW, for each parameter p with gradient g, at step t = 1, 2, ...:
 import math
 
 from .backend import array_module
+from .gpu_kernels import fused_kernels
 
 
 def global_grad_norm(grads):
@@ -68,6 +69,12 @@ class AdamW:
         for name, p in params.items():
             g, m, v = grads[name], self.m[name], self.v[name]
             xp = array_module(p)
+            kernels = fused_kernels(xp)
+            if kernels:                                               # CuPy: the lines below as one kernel
+                decay = 1.0 - lr * self.weight_decay if decays(p.shape) else 1.0
+                scalars = [p.dtype.type(s) for s in (beta1, beta2, step_size, eps_scaled, decay)]
+                kernels.adamw(g, *scalars, p, m, v)                   # (in p's float type)
+                continue
             scratch = g * g                                           # the one temporary per tensor
             scratch *= 1.0 - beta2
             v *= beta2

@@ -91,3 +91,16 @@ def test_training_step_matches_numpy(cupy, dtype):
     device = train_steps(Backend("cupy", dtype))
     reference = train_steps(Backend("numpy", dtype))
     compare_steps(device, reference, dtype)
+
+
+def test_cupy_runs_the_fused_kernels(cupy):
+    """The layers take the fused path on CuPy (numpy_llm/gpu_kernels.py); the tests above then
+    compare it with NumPy: the gradcheck suite in float64 and the training steps in float32."""
+    from numpy_llm.gpu_kernels import fused_kernels
+    kernels = fused_kernels(cupy)
+    assert kernels is not None
+    x = cupy.linspace(-4, 4, 101, dtype=cupy.float32)
+    out, phi = kernels.gelu_forward(x)
+    from numpy_llm.layers.gelu import gelu_forward
+    expected, _ = gelu_forward(np.linspace(-4, 4, 101, dtype=np.float32))
+    assert out.dtype == cupy.float32 and rel(out.get(), expected) < 1e-6

@@ -27,6 +27,7 @@ import functools
 import math
 
 from ..backend import array_module
+from ..gpu_kernels import fused_kernels
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 
@@ -91,8 +92,12 @@ def softmax_inplace(scores):
     probs = exp(scores - max) / sum(exp(scores - max)); subtracting the row max
     changes nothing mathematically and keeps exp from overflowing."""
     xp = array_module(scores)
-    scores -= scores.max(axis=-1, keepdims=True)
-    probs = xp.exp(scores, out=scores)
+    kernels = fused_kernels(xp)
+    if kernels:                                            # CuPy: subtract and exp as one kernel
+        probs = kernels.softmax_exp(scores.max(axis=-1, keepdims=True), scores)
+    else:
+        scores -= scores.max(axis=-1, keepdims=True)
+        probs = xp.exp(scores, out=scores)
     # row sums as an einsum contraction: several times faster than NumPy's sum over a short last axis
     row_sums = xp.einsum("...j->...", probs)
     probs *= (1.0 / row_sums)[..., None]                   # one division per row, then multiplies
@@ -106,6 +111,9 @@ def softmax_backward_inplace(dprobs, probs):
     xp = array_module(dprobs)
     # sum_j dprobs[..., j] * probs[..., j] per row, without a full-size temporary product
     row_dot = xp.einsum("...j,...j->...", dprobs, probs)[..., None]
+    kernels = fused_kernels(xp)
+    if kernels:                                            # CuPy: the two lines below as one kernel
+        return kernels.softmax_backward(probs, row_dot, dprobs)
     dprobs -= row_dot
     dprobs *= probs
     return dprobs

@@ -1,0 +1,150 @@
+"""The fused GPU kernels (numpy_llm/gpu_kernels.py), proven without a GPU: each kernel body is
+compiled as plain C++ (double precision) in a loop over the elements, run on NumPy arrays, and
+compared with the NumPy layer it replaces.  Skipped where no C++ compiler is found."""
+import ctypes
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from numpy_llm.gpu_kernels import KERNELS, fused_kernels, preamble
+from numpy_llm.layers.attention import softmax_backward_inplace, softmax_inplace
+from numpy_llm.layers.gelu import gelu_backward, gelu_forward
+from numpy_llm.layers.layernorm import EPS, layernorm_backward, layernorm_forward
+from numpy_llm.optim import AdamW
+
+CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the kernels for the CPU")
+MATCH = 1e-12       # float64 kernel vs float64 NumPy: the same formulas, rounding differs slightly
+
+
+def names(params):
+    """'T x, T mean' -> ['x', 'mean']."""
+    return [p.split()[-1] for p in params.split(",")]
+
+
+def compile_kernel(tmp_path, name, body=None):
+    """The kernel as a C function run(n, inputs, outputs) over n elements, T = double."""
+    inputs, outputs, kernel_body = KERNELS[name]
+    body = kernel_body if body is None else body
+    lines = ["#include <cmath>", "using namespace std;", "typedef double T;", preamble(),
+             'extern "C" void run(long n, const T** inputs_, T** outputs_) {',
+             "  for (long i = 0; i < n; ++i) {"]
+    lines += [f"    const T {p} = inputs_[{k}][i];" for k, p in enumerate(names(inputs))]
+    lines += [f"    T {p} = outputs_[{k}][i];" for k, p in enumerate(names(outputs))]
+    lines += ["    {", body, "    }"]
+    lines += [f"    outputs_[{k}][i] = {p};" for k, p in enumerate(names(outputs))]
+    lines += ["  }", "}"]
+    source = tmp_path / f"{name}.cpp"
+    library = tmp_path / f"{name}.so"
+    source.write_text("\n".join(lines))
+    subprocess.run([CXX, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)], check=True,
+                   capture_output=True)
+    run = ctypes.CDLL(str(library)).run
+    double_pp = ctypes.POINTER(ctypes.POINTER(ctypes.c_double))
+    run.argtypes = [ctypes.c_long, double_pp, double_pp]
+
+    def kernel(*args):
+        """Inputs (arrays or scalars) then outputs (arrays, updated in place) as in CuPy's call;
+        inputs broadcast to the outputs' shape."""
+        n_in = len(names(inputs))
+        ins, outs = args[:n_in], args[n_in:]
+        shape = outs[0].shape
+        ins = [np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), shape)) for a in ins]
+        flat_outs = [np.ascontiguousarray(o, dtype=np.float64).reshape(-1) for o in outs]
+        pointers = lambda arrays: (ctypes.POINTER(ctypes.c_double) * len(arrays))(
+            *[a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)) for a in arrays])
+        run(int(np.prod(shape)), pointers(ins), pointers(flat_outs))
+        for o, flat in zip(outs, flat_outs):
+            o[...] = flat.reshape(shape)
+    return kernel
+
+
+def assert_close(actual, expected):
+    scale = max(float(np.max(np.abs(expected))), 1.0)
+    assert float(np.max(np.abs(actual - expected))) <= MATCH * scale
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_only_cupy_gets_fused_kernels():
+    assert fused_kernels(np) is None
+
+
+def test_gelu_kernels_match_the_layer(tmp_path, rng):
+    x = 3.0 * rng.standard_normal((4, 5, 6))
+    dout = rng.standard_normal(x.shape)
+    out, phi = np.empty_like(x), np.empty_like(x)
+    compile_kernel(tmp_path, "gelu_forward")(x, out, phi)
+    expected_out, (_, expected_phi) = gelu_forward(x.copy())
+    assert_close(out, expected_out)
+    assert_close(phi, expected_phi)
+    dx = np.empty_like(x)
+    compile_kernel(tmp_path, "gelu_backward")(x, phi, dout, dx)
+    assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
+
+
+def test_layernorm_kernels_match_the_layer(tmp_path, rng):
+    x = 2.0 + 3.0 * rng.standard_normal((6, 8))
+    gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
+    dout = rng.standard_normal(x.shape)
+    mean = x.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + EPS)
+    xhat, out = np.empty_like(x), np.empty_like(x)
+    compile_kernel(tmp_path, "layernorm_forward")(x, mean, rstd, gamma, beta, xhat, out)
+    expected_out, cache = layernorm_forward(x, gamma, beta)
+    assert_close(out, expected_out)
+    assert_close(xhat, cache[0])
+    mean_dxhat = (dout @ gamma)[:, None] / 8
+    mean_dxhat_xhat = ((dout * xhat) @ gamma)[:, None] / 8
+    dx = np.empty_like(x)
+    compile_kernel(tmp_path, "layernorm_backward")(dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat, dx)
+    assert_close(dx, layernorm_backward(dout, cache)[0])
+
+
+def test_softmax_kernels_match_the_layer(tmp_path, rng):
+    scores = 4.0 * rng.standard_normal((2, 3, 5, 5))
+    dprobs = rng.standard_normal(scores.shape)
+    probs = scores.copy()
+    compile_kernel(tmp_path, "softmax_exp")(probs.max(axis=-1, keepdims=True), probs)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    expected_probs = softmax_inplace(scores.copy())
+    assert_close(probs, expected_probs)
+    dscores = dprobs.copy()
+    row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
+    compile_kernel(tmp_path, "softmax_backward")(probs, row_dot, dscores)
+    assert_close(dscores, softmax_backward_inplace(dprobs.copy(), expected_probs))
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (5,)], ids=["matrix (weight decay)", "vector (none)"])
+def test_adamw_kernel_matches_the_optimizer(tmp_path, rng, shape):
+    params = {"p": rng.standard_normal(shape)}
+    kernel_p, m, v = params["p"].copy(), np.zeros(shape), np.zeros(shape)
+    optimizer = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    kernel = compile_kernel(tmp_path, "adamw")
+    for step in range(1, 4):
+        g = rng.standard_normal(shape)
+        optimizer.step(params, {"p": g})
+        c1, c2 = 1 - 0.9 ** step, 1 - 0.99 ** step
+        decay = 1 - 0.01 * 0.1 if len(shape) >= 2 else 1.0
+        kernel(g, 0.9, 0.99, 0.01 * np.sqrt(c2) / c1, 1e-8 * np.sqrt(c2), decay, kernel_p, m, v)
+    assert_close(kernel_p, params["p"])
+    assert_close(m, optimizer.m["p"])
+    assert_close(v, optimizer.v["p"])
+
+
+def test_a_wrong_kernel_body_is_caught(tmp_path, rng):
+    """The check can fail: GELU's backward without the product rule's phi term."""
+    x = 3.0 * rng.standard_normal((4, 6))
+    dout = rng.standard_normal(x.shape)
+    _, (_, phi) = gelu_forward(x.copy())
+    wrong_body = KERNELS["gelu_backward"][2].replace("(T(1) + T(2) * x", "(T(2) * x")
+    assert wrong_body != KERNELS["gelu_backward"][2]
+    dx = np.empty_like(x)
+    compile_kernel(tmp_path, "gelu_backward", body=wrong_body)(x, phi, dout, dx)
+    with pytest.raises(AssertionError):
+        assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])

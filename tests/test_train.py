@@ -211,3 +211,15 @@ def test_resume_past_the_end_says_which_step(tmp_path, capsys):
     capsys.readouterr()
     assert train(tmp_path, "--resume", "--steps", "2") == 2
     assert "is at step 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["gradcheck"], ["generate", "--ckpt", "missing.npz"], ["bench"],
+                                     ["attention", "--ckpt", "missing.npz"]])
+def test_every_array_module_command_takes_device_and_refuses_a_contradiction(command, capsys):
+    assert main([*command, "--xp", "cupy", "--device", "cpu"]) == 2
+    assert "--xp cupy contradicts --device cpu" in capsys.readouterr().err
+
+
+def test_device_cpu_is_numpy(capsys):
+    assert main(["gradcheck", "--device", "cpu"]) == 0
+    assert "0 failed" in capsys.readouterr().err

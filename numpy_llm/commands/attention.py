@@ -9,6 +9,7 @@ from ..backend import Backend
 from ..checkpoint import load_model
 from ..plots import plot_attention
 from ..tokenizer import encode
+from .options import add_array_module_flags, array_module_name
 
 
 def configure(parser):
@@ -16,11 +17,10 @@ def configure(parser):
     parser.add_argument("--prompt", default="ROMEO: Is it (so)?",
                         help="text to run through the model (cropped to the last block_size bytes)")
     parser.add_argument("--out", default="attention.png", help="PNG file to write")
-    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy",
-                        help="array module for the forward pass: numpy (CPU) or cupy (GPU)")
+    add_array_module_flags(parser, "array module for the forward pass")
 
 
 def run(args):
-    model, _ = load_model(args.ckpt, Backend(args.xp, "float32"))
+    model, _ = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
     print(plot_attention(model, encode(args.prompt), args.out))
     return 0

@@ -6,6 +6,7 @@ import sys
 from .. import bench
 from ..errors import UsageError
 from ..parallel import available_cores
+from .options import add_array_module_flags, array_module_name
 
 
 def configure(parser):
@@ -15,8 +16,7 @@ def configure(parser):
                              f"small: L6 H6 C384 T256 B16)")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per config")
     parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
-    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy",
-                        help="array module: numpy (CPU) or cupy (GPU; PyTorch then runs on cuda)")
+    add_array_module_flags(parser, "array module (with cupy, PyTorch runs on cuda)")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the same model in PyTorch eager (same weights, batch and "
                              "step), alternating step by step; needs torch")
@@ -49,6 +49,7 @@ def configure(parser):
 
 def run(args):
     configs = bench.parse_configs(args.configs)
+    xp_name = array_module_name(args)
     if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
             or (args.settle is not None and args.settle < 0) or (args.workers is not None and args.workers < 1):
         raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens "
@@ -56,7 +57,7 @@ def run(args):
     if args.profile:
         for bc in configs:
             print(f"== {bc.name}")
-            print(bench.profile_steps(bc, args.xp, top=args.profile, seed=args.seed, workers=args.workers or 1))
+            print(bench.profile_steps(bc, xp_name, top=args.profile, seed=args.seed, workers=args.workers or 1))
         return 0
     to_stdout = args.json == "-"
     table_stream = sys.stderr if to_stdout else sys.stdout
@@ -64,7 +65,7 @@ def run(args):
     def log(message):
         print(message, file=sys.stderr, flush=True)
 
-    record = bench.run_bench(configs, args.xp, steps=args.steps, warmup=args.warmup,
+    record = bench.run_bench(configs, xp_name, steps=args.steps, warmup=args.warmup,
                              compare_torch=args.compare_torch, memory=not args.no_memory,
                              gen_tokens=args.gen_tokens, seed=args.seed, peak_size=args.peak_size,
                              memory_steps=args.memory_steps, settle=args.settle, workers=args.workers,

@@ -9,6 +9,7 @@ from ..checkpoint import load_model
 from ..errors import UsageError
 from ..generate import generate
 from ..tokenizer import StreamDecoder, encode
+from .options import add_array_module_flags, array_module_name
 
 
 def configure(parser):
@@ -23,7 +24,7 @@ def configure(parser):
                         help="then only among the most likely bytes whose mass reaches p (nucleus), in (0, 1]")
     parser.add_argument("--seed", type=int, default=1337, help="random seed: the same seed gives the same text")
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
-    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy", help="array module")
+    add_array_module_flags(parser)
     parser.add_argument("--no-cache", action="store_true",
                         help="recompute the whole context for every byte instead of using the KV cache")
 
@@ -31,7 +32,7 @@ def configure(parser):
 def run(args):
     _validate(args)
     prompt = _read_prompt(args)
-    model, meta = load_model(args.ckpt, Backend(args.xp, "float32"))
+    model, meta = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
     block_size = model.config.block_size
     if len(prompt) > block_size:
         print(f"note: the prompt has {len(prompt)} bytes; the model sees its last {block_size}",

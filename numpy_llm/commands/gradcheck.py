@@ -6,17 +6,17 @@ from gradcheck import format_table
 from gradcheck import suite
 
 from ..backend import Backend
+from .options import add_array_module_flags, array_module_name
 
 
 def configure(parser):
-    parser.add_argument("--xp", choices=("numpy", "cupy"), default="numpy",
-                        help="array module: numpy (CPU) or cupy (GPU); checks always run in float64")
+    add_array_module_flags(parser, "array module (checks always run in float64)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random inputs and sampled coordinates")
 
 
 def run(args):
     start = time.perf_counter()
-    results = suite.run_suite(Backend(args.xp, "float64"), seed=args.seed)
+    results = suite.run_suite(Backend(array_module_name(args), "float64"), seed=args.seed)
     print(format_table(results))
     failures = [r for r in results if not r.passed]
     for r in failures:

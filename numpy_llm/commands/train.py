@@ -16,6 +16,7 @@ from ..optim import AdamW
 from ..parallel import available_cores, default_workers
 from ..tokenizer import StreamDecoder, encode
 from ..train import RunState, TrainSettings, companion_path, run_training
+from .options import add_array_module_flags, array_module_name
 
 MODEL_FLAGS = {"block_size": 128, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0}
 TRAIN_DEFAULTS = TrainSettings().to_dict()
@@ -58,10 +59,7 @@ def configure(parser):
         shown = "" if name == "data" else f" (default: {default})"
         parser.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS, help=HELP[name] + shown,
                             metavar=name.upper())
-    parser.add_argument("--xp", choices=("numpy", "cupy"), default=argparse.SUPPRESS,
-                        help="array module: numpy (CPU) or cupy (NVIDIA GPU) (default: numpy)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=argparse.SUPPRESS,
-                        help="synonym of --xp: cpu = numpy, cuda = cupy")
+    add_array_module_flags(parser)
     parser.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
                         help="parameter and activation dtype (default: float32)")
     parser.add_argument("--workers", type=int, default=None,
@@ -81,7 +79,7 @@ def configure(parser):
 
 def run(args):
     given = vars(args)
-    xp_name = _xp_name(given)
+    xp_name = array_module_name(args)
     state, arrays = RunState(), None
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
@@ -159,15 +157,6 @@ def _print_sample(model, n_tokens, seed):
         out.write(decoder.feed([token]))
     out.write(decoder.flush() + "\n")
     out.flush()
-
-
-def _xp_name(given):
-    xp = given.get("xp")
-    device = given.get("device")
-    from_device = {"cpu": "numpy", "cuda": "cupy"}.get(device)
-    if xp and from_device and xp != from_device:
-        raise UsageError(f"--xp {xp} contradicts --device {device}")
-    return xp or from_device or "numpy"
 
 
 def _pick(given, names):

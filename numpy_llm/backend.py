@@ -10,13 +10,14 @@ array math, so the same code runs on NumPy (CPU) or CuPy (GPU).
     Backend("numpy", "float64")              # gradient checking
     Backend("cupy", "float32")               # training on an NVIDIA GPU
 """
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy
 
 from .host_memory import keep_freed_memory
-from .parallel import restore_blas_threads, use_single_threaded_blas
+from .parallel import blas_threads
 
 CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
 DTYPES = ("float32", "float64")
@@ -48,9 +49,8 @@ class Backend:
     """An array module plus the floating dtype that parameters and activations use.
 
     ``workers`` > 1 (NumPy only) splits every training batch over that many threads, one
-    per core (parallel.py); it makes NumPy's BLAS single-threaded for the whole process,
-    and a later Backend with one worker gives BLAS its threads back.  If BLAS's thread
-    count cannot be controlled, ``workers`` falls back to 1."""
+    per core (parallel.py), with BLAS single-threaded while they run.  If NumPy's BLAS
+    offers no way to set its thread count, ``workers`` falls back to 1, with a warning."""
     name: str = "numpy"
     dtype_name: str = "float32"
     module: Any = None  # a test may pass its own array module (see tests/strict_xp.py)
@@ -67,17 +67,17 @@ class Backend:
             if self.name == "numpy":
                 module = numpy
                 keep_freed_memory()          # reuse freed host memory between steps (host_memory.py)
-                self._configure_blas_threads()
+                self._check_blas_control()
             elif self.name == "cupy":
                 module = load_cupy()
             else:
                 raise BackendError(f"--xp must be numpy or cupy, not {self.name!r}")
             object.__setattr__(self, "module", module)
 
-    def _configure_blas_threads(self):
-        if self.workers == 1:
-            restore_blas_threads()
-        elif not use_single_threaded_blas():
+    def _check_blas_control(self):
+        if self.workers > 1 and blas_threads() is None:
+            warnings.warn(f"NumPy's BLAS thread count cannot be set here, so {self.workers} workers "
+                          f"would fight over the cores: using 1 worker", RuntimeWarning, stacklevel=3)
             object.__setattr__(self, "workers", 1)
 
     @property

@@ -74,7 +74,7 @@ from .errors import UsageError
 from .generate import generate
 from .model import ModelConfig, TinyTransformerLM
 from .optim import AdamW, clip_grads, decays
-from .parallel import available_cores, blas_threads, default_workers, set_blas_threads
+from .parallel import available_cores, default_workers
 
 LR, BETAS, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 1e-8, 0.1, 1.0
 LOSS_TOLERANCE = 1e-4          # |initial loss ours - PyTorch's|, float32 over a few thousand tokens
@@ -173,18 +173,10 @@ class Sgemm:
             a, b = (xp.asarray(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
             c = xp.empty((n, n), dtype=xp.float32)
             self._run = lambda: xp.matmul(a, b, out=c)
-        self._blas_threads = available_cores() if xp is np else None
-        self()                                   # warm-up (threads, page faults)
+        self._run()                              # warm-up (threads, page faults)
 
     def __call__(self):
-        # the machine's peak uses every core, even while data-parallel training has made
-        # BLAS single-threaded (parallel.py)
-        previous = blas_threads() if self._blas_threads else None
-        if previous is not None:
-            set_blas_threads(self._blas_threads)
         self._run()
-        if previous is not None:
-            set_blas_threads(previous)
 
 
 def measure_bandwidth(xp, n=32 * 2 ** 20, repeats=7, sync=lambda: None):

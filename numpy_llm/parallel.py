@@ -21,6 +21,7 @@ which equal the single-batch results up to float rounding (the sums are taken in
 a different order).  Dropout masks come from one generator per share, seeded from the
 caller's generator, so a run is reproducible for a given number of workers.
 """
+import contextlib
 import ctypes
 import glob
 import math
@@ -40,7 +41,6 @@ _BLAS_THREAD_FUNCTIONS = [
     ("bli_thread_set_num_threads", "bli_thread_get_num_threads"),
 ]
 _blas = None                     # (set, get) ctypes functions, or () when none was found
-_blas_threads_at_start = None    # BLAS's own thread count, restored by restore_blas_threads
 _pools = {}                      # worker count -> ThreadPoolExecutor, created once
 SHARE_SIZE = 2 ** 17             # activation numbers (rows x T x C) per share, see count_shares
 
@@ -58,17 +58,22 @@ def default_workers(xp_name):
     return available_cores() if xp_name == "numpy" else 1
 
 
-def _loaded_libraries():
-    """Paths of the shared libraries that may hold NumPy's BLAS."""
-    paths = []
-    if os.path.exists("/proc/self/maps"):        # Linux: every library this process has loaded
-        with open("/proc/self/maps") as maps:
-            paths = [line.split()[-1] for line in maps if ".so" in line and "/" in line]
-    numpy_dir = os.path.dirname(np.__file__)      # wheels bundle their BLAS next to NumPy
-    for pattern in ("../numpy.libs/*", ".dylibs/*", "../numpy.libs/*.dll", ".libs/*"):
-        paths += glob.glob(os.path.join(numpy_dir, pattern))
-    names = ("blas", "mkl", "blis")
-    return list(dict.fromkeys(p for p in paths if any(n in os.path.basename(p).lower() for n in names)))
+def _blas_candidates():
+    """Paths of the shared libraries that may be NumPy's BLAS: the ones bundled with NumPy
+    (its wheels carry their own OpenBLAS), else every library this process has loaded (Linux;
+    a system or conda BLAS).  Bundled ones alone when there are any, so that another
+    package's BLAS (PyTorch's, SciPy's) is never the one throttled."""
+    def blas_like(paths):
+        names = ("blas", "mkl", "blis")
+        found = [os.path.realpath(p) for p in paths if any(n in os.path.basename(p).lower() for n in names)]
+        return list(dict.fromkeys(found))
+    numpy_dir = os.path.dirname(np.__file__)
+    bundled = blas_like(sorted(p for pattern in ("../numpy.libs/*", ".dylibs/*", ".libs/*")
+                               for p in glob.glob(os.path.join(numpy_dir, pattern))))
+    if bundled or not os.path.exists("/proc/self/maps"):
+        return bundled
+    with open("/proc/self/maps") as maps:
+        return blas_like(line.split()[-1] for line in maps if ".so" in line and "/" in line)
 
 
 def _blas_functions():
@@ -76,7 +81,7 @@ def _blas_functions():
     global _blas
     if _blas is None:
         _blas = ()
-        for path in _loaded_libraries():
+        for path in _blas_candidates():
             try:
                 library = ctypes.CDLL(path)
             except OSError:
@@ -97,27 +102,24 @@ def blas_threads():
 
 
 def set_blas_threads(n):
-    """Set NumPy's BLAS thread count (process-wide); False if it cannot be controlled."""
-    global _blas_threads_at_start
+    """Set NumPy's BLAS thread count; False if it cannot be controlled.  (Process-wide for
+    OpenBLAS built with pthreads, as NumPy's wheels are; per calling thread with OpenMP.)"""
     functions = _blas_functions()
-    if not functions:
-        return False
-    if _blas_threads_at_start is None:
-        _blas_threads_at_start = functions[1]()
-    functions[0](n)
-    return True
+    if functions:
+        functions[0](n)
+    return bool(functions)
 
 
-def use_single_threaded_blas():
-    """Make BLAS run each product on the calling thread only (process-wide); False if
-    NumPy's BLAS offers no way to do that (then data parallelism is not used)."""
-    return set_blas_threads(1)
-
-
-def restore_blas_threads():
-    """Give BLAS back the thread count it started with."""
-    if _blas_threads_at_start is not None:
-        set_blas_threads(_blas_threads_at_start)
+@contextlib.contextmanager
+def single_threaded_blas():
+    """BLAS runs each product on the calling thread only, inside the ``with`` block."""
+    previous = blas_threads()
+    set_blas_threads(1)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            set_blas_threads(previous)
 
 
 def count_shares(batch_size, row_size, workers):
@@ -169,13 +171,16 @@ def run_data_parallel(share_fn, shares, workers, rng=None):
         share_rngs = [np.random.default_rng(seed) for seed in rng.integers(0, 2 ** 63, size=len(shares))]
 
     def worker(first):
-        loss, grads = 0.0, None
+        set_blas_threads(1)                     # (for OpenMP builds, where the setting is per thread)
+        loss, grads = None, None
         for i in range(first, len(shares), workers):
             share_loss, share_grads = share_fn(shares[i], share_rngs[i])
-            loss = loss + weights[i] * share_loss
+            share_loss = share_loss * share_loss.dtype.type(weights[i])    # stays float32
+            loss = share_loss if loss is None else loss + share_loss
             grads = _add_scaled(grads, share_grads, weights[i])
         return loss, grads
-    results = list(_pool(workers).map(worker, range(min(workers, len(shares)))))
+    with single_threaded_blas():
+        results = list(_pool(workers).map(worker, range(min(workers, len(shares)))))
     loss, grads = results[0]
     for worker_loss, worker_grads in results[1:]:
         loss = loss + worker_loss
@@ -190,7 +195,7 @@ def _add_scaled(total, grads, weight):
         return total
     if weight != 1.0:
         for g in grads.values():
-            g *= weight
+            g *= g.dtype.type(weight)
     if total is None:
         return grads
     for name, g in grads.items():

@@ -128,13 +128,15 @@ def count_shares(batch_size, row_size, workers):
 
     One worker: one share (the plain single-batch computation).  Several workers: enough
     shares that each holds about SHARE_SIZE activation numbers per layer, rounded up to a
-    multiple of ``workers`` so every worker gets the same number of them, and at most one
-    share per row.  Smaller shares keep a share's activations in the CPU's caches while its
+    multiple of ``workers`` so every worker gets the same number of them, but at least one
+    row per share (a batch smaller than ``workers`` gets one share per row).  Smaller shares keep a share's activations in the CPU's caches while its
     layers run; docs/performance.md has the measurements behind SHARE_SIZE."""
     if workers == 1:
         return 1
-    wanted = math.ceil(batch_size * row_size / SHARE_SIZE)
-    return min(batch_size, workers * math.ceil(wanted / workers))
+    if batch_size <= workers:
+        return batch_size
+    wanted = workers * math.ceil(batch_size * row_size / SHARE_SIZE / workers)
+    return min(wanted, workers * (batch_size // workers))
 
 
 def split_batch(batch_size, n_shares):

@@ -138,6 +138,7 @@ def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rn
         meta = {"model": model.config.to_dict(), "train": settings.to_dict(), "step": state.step,
                 "adam_step": optimizer.step_count, "best_val_loss": _json_float(state.best_val_loss),
                 "val_loss": _json_float(state.val_loss), "dtype": model.backend.dtype_name,
+                "workers": model.backend.workers,
                 "rng_state": rng.bit_generator.state}
         save_checkpoint(path, model.params, meta, optimizer)
 

@@ -81,9 +81,9 @@ def layernorm_backward_no_xhat_term(dout, cache):
 
 
 def gelu_backward_no_tanh_slope(dout, cache):
-    """Drops ``0.5 x (1 - t^2) du/dx``: treats tanh(u) as a constant."""
-    x, tanh_u = cache
-    return dout * 0.5 * (1.0 + tanh_u), {}
+    """Drops ``x dphi/dx`` (phi = 0.5 (1 + tanh u)): treats the gate as a constant."""
+    x, phi = cache
+    return dout * phi, {}
 
 
 def attention_backward_no_row_sum(dout, cache):

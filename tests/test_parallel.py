@@ -36,6 +36,8 @@ def test_share_count_is_one_for_one_worker_and_a_multiple_of_the_workers_otherwi
     assert parallel.count_shares(40, row, 2) == 6     # 5 wanted, rounded up to a multiple of 2
     assert parallel.count_shares(4, row, 2) == 2      # small batches: one share per worker
     assert parallel.count_shares(3, row, 4) == 3      # never more shares than rows
+    assert parallel.count_shares(10, 1, 4) == 4       # small rows: one share per worker
+    assert parallel.count_shares(10, parallel.SHARE_SIZE, 4) == 8   # 10 wanted: 8 keeps the workers even
 
 
 @pytest.mark.parametrize("batch_size, workers, rows_per_share", [(4, 2, None), (5, 2, None), (5, 3, None),

@@ -77,11 +77,12 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):
     assert train(tmp_path, "--steps", "8", "--eval-interval", "100", *extra, name="split.npz") == 0
     assert params_of(tmp_path / "split.npz")[1]["step"] == 4
     monkeypatch.setattr(train_command, "run_training", real)
-    workers = extra[:2]
-    assert main(["train", "--resume", "--ckpt", str(tmp_path / "split.npz"), "--sample-tokens", "0", *workers]) == 0
+    # no --workers: the resumed run takes the value the checkpoint was saved with
+    assert main(["train", "--resume", "--ckpt", str(tmp_path / "split.npz"), "--sample-tokens", "0"]) == 0
     straight, meta_a = params_of(tmp_path / "straight.npz")
     split, meta_b = params_of(tmp_path / "split.npz")
     assert meta_a["step"] == meta_b["step"] == 8
+    assert meta_a["workers"] == meta_b["workers"] == int(extra[1])
     assert meta_a["rng_state"] == meta_b["rng_state"]
     for key in straight:
         np.testing.assert_array_equal(straight[key], split[key], err_msg=key)

@@ -63,10 +63,10 @@ def configure(parser):
     parser.add_argument("--dtype", choices=("float32", "float64"), default=argparse.SUPPRESS,
                         help="parameter and activation dtype (default: float32)")
     parser.add_argument("--workers", type=int, default=None,
-                        help=f"threads that share each batch, one per CPU core, for speed (numpy only; "
-                             f"default: one per core, {available_cores()} here, on numpy; 1 on cupy). "
-                             f"Results depend on it at the level of float rounding, and with dropout on "
-                             f"the masks depend on it: resume with the same value to repeat a run exactly")
+                        help=f"threads that share each batch, for speed (numpy only; default: one per "
+                             f"CPU core, {available_cores()} here, on numpy; 1 on cupy; with --resume, the "
+                             f"value the run was saved with). Results depend on it at the level of float "
+                             f"rounding, and with dropout on the random masks and batches depend on it")
     parser.add_argument("--ckpt", default="ckpt.npz",
                         help="checkpoint path; <name>.best.npz and <name>.metrics.jsonl go beside it "
                              "(default: ckpt.npz)")
@@ -105,7 +105,9 @@ def run(args):
     train_data, val_data = split_train_val(corpus, settings.val_frac, config.block_size, data_name)
     os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
 
-    backend = Backend(xp_name, dtype, workers=args.workers or default_workers(xp_name))
+    saved_workers = meta.get("workers") if arrays is not None and xp_name == "numpy" else None
+    saved_workers = saved_workers if isinstance(saved_workers, int) and saved_workers >= 1 else None
+    backend = Backend(xp_name, dtype, workers=args.workers or saved_workers or default_workers(xp_name))
     rng = np.random.default_rng(settings.seed)
     if arrays is None:
         model = TinyTransformerLM(config, backend, seed=settings.seed)
@@ -126,7 +128,7 @@ def run(args):
     log(f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
         f"width-{config.n_embd} model ({model.num_params():,} parameters) on {data_name} "
         f"({len(train_data):,} train / {len(val_data):,} val bytes), {xp_name} {dtype}"
-        f"{f' on {backend.workers} cores' if backend.workers > 1 else ''}, "
+        f"{f' with {backend.workers} workers' if backend.workers > 1 else ''}, "
         f"from step {state.step} to {settings.steps}")
     try:
         outcome, state = run_training(model, optimizer, settings, train_data, val_data, args.ckpt, rng,

@@ -35,6 +35,10 @@ drift of the machine's speed as the steps; the config's "peak" is the faster lib
 median.  The elementwise bandwidth is ``add(a, b, out=c)`` over 3 x 128 MiB float32
 arrays (read 2, write 1), measured once at the start.
 
+Our side runs as training does: with ``workers`` data-parallel threads (default one per
+core on the CPU, ``--workers``; numpy_llm/parallel.py), BLAS single-threaded inside them;
+the NumPy sgemm peak is measured outside them, with BLAS on all its threads.
+
 Interference: on a CPU, OpenBLAS's worker threads keep spinning for about 0.1 s after
 each matrix product (and OpenMP's after each PyTorch op), stealing a core from whatever
 runs next.  Alternating two libraries step by step would bill each one for the other's

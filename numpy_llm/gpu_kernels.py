@@ -45,7 +45,7 @@ KERNELS = {
         p = p * decay - step_size * m / (sqrt(v) + eps_scaled);"""),
 }
 
-_compiled = {}
+_cupy_kernels = None
 
 
 def preamble():
@@ -57,10 +57,11 @@ def preamble():
 def fused_kernels(xp):
     """The kernels as callables for CuPy (compiled on first use), or None for any other
     array module: NumPy (and the strict test backend) run the layers' own code."""
+    global _cupy_kernels
     if getattr(xp, "__name__", None) != "cupy":
         return None
-    if "cupy" not in _compiled:
-        _compiled["cupy"] = SimpleNamespace(**{
+    if _cupy_kernels is None:
+        _cupy_kernels = SimpleNamespace(**{
             name: xp.ElementwiseKernel(inputs, outputs, body, f"numpy_llm_{name}", preamble=preamble())
             for name, (inputs, outputs, body) in KERNELS.items()})
-    return _compiled["cupy"]
+    return _cupy_kernels

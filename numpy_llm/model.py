@@ -198,8 +198,8 @@ class TinyTransformerLM:
 
         The loss is a 0-d device array (a NumPy scalar on NumPy): it stays on the device
         so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
-        With ``backend.workers`` > 1 the batch is split into that many shares whose forward
-        and backward passes run at the same time, one per core (parallel.py)."""
+        With ``backend.workers`` > 1 the batch is cut into shares whose forward and backward
+        passes run in that many threads at once, one per core (parallel.py)."""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
         rng = rng if self.config.dropout > 0 else None    # no dropout: leave the generator untouched
 

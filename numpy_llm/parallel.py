@@ -1,15 +1,17 @@
-"""Data parallelism on the CPU's cores: split the batch into one share per core, run each
-share's forward and backward in its own thread, and combine the results.
+"""Data parallelism on the CPU's cores: cut the batch into shares, run the shares' forward
+and backward passes in one thread per core, and combine the results.
 
 Why: NumPy runs every elementwise function (exp, tanh, the LayerNorm and softmax
 arithmetic) on one core, and its batched attention products are many small BLAS calls
 that gain nothing from BLAS threads.  Splitting the *batch* puts all of that work on every
 core at once, the way data-parallel training spreads a batch over several GPUs.  The model
 is a pure function of (params, batch), so the shares share nothing but the read-only
-parameters: no locks are needed, and NumPy releases Python's GIL inside every array
-operation, so the threads really run at the same time.  BLAS is made single-threaded
-while workers are in use (``use_single_threaded_blas``): each worker's products then run
-on its own core instead of every product fighting over all of them.
+parameters: no locks are needed, and NumPy releases Python's GIL inside its large array
+operations (ufuncs, matmul, reductions; not einsum), so the threads really run at the
+same time.  BLAS is single-threaded while the workers run (``single_threaded_blas``):
+each worker's products then stay on its own core instead of every product fighting over
+all of them.  Shares are sized to fit the CPU caches (``count_shares``), so there are
+usually several per worker.
 
 With shares s = 1..S of b_s sequences each (sum b_s = B), each share's loss is the mean
 over its own b_s T positions, so the batch's mean loss and its gradient are the

@@ -43,7 +43,7 @@ def configure(parser):
     parser.add_argument("--workers", type=int, default=None,
                         help=f"data-parallel threads of our engine: the batch is split into this many "
                              f"shares that run at the same time (default: one per core, "
-                             f"{available_cores()} here, on numpy; 1 on cupy; --profile uses 1)")
+                             f"{available_cores()} here, on numpy; 1 on cupy; --profile uses 1 unless given)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
 
 

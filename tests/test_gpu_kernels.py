@@ -1,14 +1,22 @@
 """The fused GPU kernels (numpy_llm/gpu_kernels.py), proven without a GPU: each kernel body is
 compiled as plain C++ (double precision) in a loop over the elements, run on NumPy arrays, and
-compared with the NumPy layer it replaces.  Skipped where no C++ compiler is found."""
+compared with the NumPy layer it replaces; then the layers' CuPy branches are run with these
+CPU kernels in place of CuPy's (gradcheck suite, one training step).  Skipped where no C++
+compiler is found."""
 import ctypes
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from gradcheck import TOLERANCE, suite
+from numpy_llm import optim
+from numpy_llm.backend import Backend
 from numpy_llm.gpu_kernels import KERNELS, fused_kernels, preamble
+from numpy_llm.layers import attention, gelu, layernorm
+from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.layers.attention import softmax_backward_inplace, softmax_inplace
 from numpy_llm.layers.gelu import gelu_backward, gelu_forward
 from numpy_llm.layers.layernorm import EPS, layernorm_backward, layernorm_forward
@@ -25,6 +33,9 @@ def names(params):
 
 
 def compile_kernel(tmp_path, name, body=None):
+    """Returns kernel(*inputs, *outputs) that runs the body over every element, like CuPy's
+    ElementwiseKernel: outputs may be left out (then allocated with the inputs' broadcast
+    shape) and are returned (one array, or a tuple)."""
     """The kernel as a C function run(n, inputs, outputs) over n elements, T = double."""
     inputs, outputs, kernel_body = KERNELS[name]
     body = kernel_body if body is None else body
@@ -46,10 +57,11 @@ def compile_kernel(tmp_path, name, body=None):
     run.argtypes = [ctypes.c_long, double_pp, double_pp]
 
     def kernel(*args):
-        """Inputs (arrays or scalars) then outputs (arrays, updated in place) as in CuPy's call;
-        inputs broadcast to the outputs' shape."""
         n_in = len(names(inputs))
         ins, outs = args[:n_in], args[n_in:]
+        if not outs:
+            shape = np.broadcast_shapes(*(np.shape(a) for a in ins))
+            outs = tuple(np.empty(shape) for _ in names(outputs))
         shape = outs[0].shape
         ins = [np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), shape)) for a in ins]
         flat_outs = [np.ascontiguousarray(o, dtype=np.float64).reshape(-1) for o in outs]
@@ -58,6 +70,7 @@ def compile_kernel(tmp_path, name, body=None):
         run(int(np.prod(shape)), pointers(ins), pointers(flat_outs))
         for o, flat in zip(outs, flat_outs):
             o[...] = flat.reshape(shape)
+        return outs[0] if len(outs) == 1 else outs
     return kernel
 
 
@@ -148,3 +161,47 @@ def test_a_wrong_kernel_body_is_caught(tmp_path, rng):
     compile_kernel(tmp_path, "gelu_backward", body=wrong_body)(x, phi, dout, dx)
     with pytest.raises(AssertionError):
         assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
+
+
+@pytest.fixture(scope="module")
+def cpu_kernels(tmp_path_factory):
+    """Every kernel compiled for the CPU, as the namespace fused_kernels returns on CuPy."""
+    folder = tmp_path_factory.mktemp("kernels")
+    return {name: compile_kernel(folder, name) for name in KERNELS}
+
+
+@pytest.fixture
+def fused_layers_on_numpy(cpu_kernels, monkeypatch):
+    """The layers and AdamW take their CuPy branch, running the kernels compiled for the CPU:
+    this proves the call sites (argument order, shapes, in-place outputs) without a GPU."""
+    namespace = SimpleNamespace(**cpu_kernels)
+    for module in (gelu, layernorm, attention, optim):
+        monkeypatch.setattr(module, "fused_kernels", lambda xp: namespace)
+    return namespace
+
+
+def test_the_gradcheck_suite_passes_through_the_fused_call_sites(fused_layers_on_numpy):
+    results = suite.run_suite(Backend("numpy", "float64"))
+    assert results
+    for r in results:
+        assert r.rel_error <= TOLERANCE, r.describe()
+
+
+def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_kernels, monkeypatch):
+    config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8)
+    data = np.random.default_rng(0).integers(0, 256, size=(3, 9))
+
+    def one_step():
+        model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=0)
+        optimizer = optim.AdamW(model.params, lr=0.01, weight_decay=0.1)
+        loss, grads = model.loss_and_grads(data[:, :-1], data[:, 1:])
+        optimizer.step(model.params, grads)
+        return float(loss), {n: g.copy() for n, g in grads.items()}, model.params
+    plain = one_step()
+    for module in (gelu, layernorm, attention, optim):
+        monkeypatch.setattr(module, "fused_kernels", lambda xp: SimpleNamespace(**cpu_kernels))
+    fused = one_step()
+    assert abs(plain[0] - fused[0]) < 1e-12
+    for name in plain[1]:
+        assert_close(fused[1][name], plain[1][name])
+        assert_close(fused[2][name], plain[2][name])

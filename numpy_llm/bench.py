@@ -43,7 +43,12 @@ Interference: on a CPU, OpenBLAS's worker threads keep spinning for about 0.1 s 
 each matrix product (and OpenMP's after each PyTorch op), stealing a core from whatever
 runs next.  Alternating two libraries step by step would bill each one for the other's
 spinning, so every timed step (and sgemm) starts after ``settle`` seconds of idle time
-(``--settle``, 0.25 s by default on the CPU).
+(``--settle``, 0.25 s by default on the CPU).  Idle has a cost of its own: the first step
+after it runs on threads and cores that have gone to sleep (measured: a baby step with two
+workers takes 58-60 ms right after 0.25 s of idle, 36-38 ms when it follows another step).
+A training run does not pay that, so after the idle each implementation first runs
+``prime`` untimed steps (``--prime``, 1 by default on the CPU), and the step timed is the
+one after them, as in a training run.
 
 Memory: each implementation's training runs in a fresh subprocess (``memory_worker``)
 that imports its libraries, builds the model from the same host weights, runs a few
@@ -83,6 +88,7 @@ from .parallel import available_cores, default_workers
 LR, BETAS, EPS, WEIGHT_DECAY, GRAD_CLIP = 1e-3, (0.9, 0.99), 1e-8, 0.1, 1.0
 LOSS_TOLERANCE = 1e-4          # |initial loss ours - PyTorch's|, float32 over a few thousand tokens
 DEFAULT_SETTLE_S = 0.25        # idle before each timed CPU step (see "Interference" in the module docstring)
+DEFAULT_PRIME_STEPS = 1        # untimed steps between that idle and the timed step (ditto)
 
 
 @dataclass(frozen=True)
@@ -147,11 +153,15 @@ def synchronizer(xp_name, torch=None, device="cpu"):
     return lambda: None
 
 
-def timed(fn, sync, settle=0.0):
-    """Seconds that fn() takes, device work included; ``settle`` seconds of idle first."""
+def timed(fn, sync, settle=0.0, prime=0):
+    """Seconds that fn() takes, device work included; ``settle`` seconds of idle first, then
+    ``prime`` untimed calls of fn."""
     sync()
     if settle:
         time.sleep(settle)
+    for _ in range(prime):
+        fn()
+    sync()
     start = time.perf_counter()
     fn()
     sync()
@@ -409,8 +419,8 @@ def generation_speed(model, n_tokens, use_cache, sync, seed=0):
 # --------------------------------------------------------------------------- the whole bench
 
 def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False, memory=True,
-              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, workers=None,
-              log=None):
+              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, prime=None,
+              workers=None, log=None):
     """Measure every config; returns the JSON-able record (see ``format_table``).
 
     ``workers``: data-parallel threads of our engine (parallel.py); default one per core on
@@ -428,6 +438,8 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
     peak_size = peak_size or (8192 if xp_name == "cupy" else 2048)
     if settle is None:
         settle = DEFAULT_SETTLE_S if xp_name == "numpy" else 0.0
+    if prime is None:
+        prime = DEFAULT_PRIME_STEPS if xp_name == "numpy" else 0
 
     log("measuring the elementwise bandwidth ...")
     machine = {"xp": xp_name, "cores": available_cores(), "workers": backend.workers, "numpy": np.__version__,
@@ -453,7 +465,7 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         first_loss = {}
         for i in range(warmup + steps):
             for label, fn in tasks:
-                seconds = timed(fn, sync, settle)
+                seconds = timed(fn, sync, settle, prime if i > 0 else 0)   # round 0: the initial losses
                 if i >= warmup:
                     times[label].append(seconds)
             if i == 0:
@@ -490,7 +502,8 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         if gen_tokens > 0:
             entry["generation"] = measure_generation(bc, backend, gen_tokens, sync, seed, log)
         results.append(entry)
-    return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "results": results}
+    return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "prime_steps": prime,
+            "results": results}
 
 
 def measure_generation(bc, backend, n_tokens, sync, seed, log):
@@ -522,7 +535,8 @@ def format_table(record):
     lines = [f"{m['cores']} cores, numpy {m['numpy']} ({m['workers']} data-parallel workers)"
              + (f", torch {m['torch']} ({m['torch_threads']} threads)" if "torch" in m else "")
              + f"; elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; {record['steps']} timed steps "
-               f"after {record['warmup']} warm-up, {record['settle_s']:g} s idle before each"]
+               f"after {record['warmup']} warm-up, each after {record['settle_s']:g} s idle and "
+               f"{record.get('prime_steps', 0)} untimed step(s)"]
     for entry in record["results"]:
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in entry["sgemm_gflops"].items())
         lines.append(f"{entry['config']['name']}: float32 sgemm ({m['sgemm_n']}^3) GFLOP/s, sampled "

@@ -37,6 +37,10 @@ def configure(parser):
                         help=f"idle time before each timed step (default {bench.DEFAULT_SETTLE_S:g} s on "
                              f"numpy, 0 on cupy): lets the previous library's BLAS/OpenMP threads stop "
                              f"spinning so they do not steal cores from the next step")
+    parser.add_argument("--prime", type=int, default=None, metavar="N",
+                        help=f"untimed steps run after the idle, right before each timed step (default "
+                             f"{bench.DEFAULT_PRIME_STEPS} on numpy, 0 on cupy): the timed step then finds "
+                             f"threads and cores awake, as a step in a training run does")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="instead of benchmarking, cProfile 3 of our training steps per "
                              "config and print the N functions with the most own time")
@@ -51,9 +55,10 @@ def run(args):
     configs = bench.parse_configs(args.configs)
     xp_name = array_module_name(args)
     if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
-            or (args.settle is not None and args.settle < 0) or (args.workers is not None and args.workers < 1):
-        raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens "
-                         "and --settle >= 0")
+            or (args.settle is not None and args.settle < 0) or (args.workers is not None and args.workers < 1) \
+            or (args.prime is not None and args.prime < 0):
+        raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens, "
+                         "--settle and --prime >= 0")
     if args.profile:
         for bc in configs:
             print(f"== {bc.name}")
@@ -68,7 +73,8 @@ def run(args):
     record = bench.run_bench(configs, xp_name, steps=args.steps, warmup=args.warmup,
                              compare_torch=args.compare_torch, memory=not args.no_memory,
                              gen_tokens=args.gen_tokens, seed=args.seed, peak_size=args.peak_size,
-                             memory_steps=args.memory_steps, settle=args.settle, workers=args.workers,
+                             memory_steps=args.memory_steps, settle=args.settle, prime=args.prime,
+                             workers=args.workers,
                              log=log)
     print(bench.format_table(record), file=table_stream)
     if to_stdout:

@@ -44,7 +44,7 @@ _BLAS_THREAD_FUNCTIONS = [
 ]
 _blas = None                     # (set, get) ctypes functions, or () when none was found
 _pools = {}                      # worker count -> ThreadPoolExecutor, created once
-SHARE_SIZE = 2 ** 17             # activation numbers (rows x T x C) per share, see count_shares
+SHARE_SIZE = 3 * 2 ** 16         # activation numbers (rows x T x C) per share, see count_shares
 
 
 def available_cores():

@@ -31,6 +31,7 @@ def test_run_bench_record_fields():
     record = bench.run_bench([TINY], steps=2, warmup=1, memory=True, gen_tokens=3, peak_size=64,
                              memory_steps=1, settle=0.0)
     assert record["steps"] == 2 and record["warmup"] == 1
+    assert record["prime_steps"] == bench.DEFAULT_PRIME_STEPS
     assert positive_finite(record["machine"]["bandwidth_gbs"])
     (entry,) = record["results"]
     assert entry["config"]["name"] == "tiny" and entry["tokens_per_step"] == 16
@@ -52,6 +53,12 @@ def test_run_bench_record_fields():
     json.dumps(record)                                          # JSON-able as it is
     table = bench.format_table(record)
     assert "numpy_llm" in table and "tiny" in table
+
+
+def test_timed_primes_with_untimed_calls_first():
+    calls = []
+    seconds = bench.timed(lambda: calls.append(1), lambda: None, settle=0.0, prime=2)
+    assert len(calls) == 3 and seconds >= 0
 
 
 def test_command_writes_json(tmp_path, capsys):

@@ -131,8 +131,9 @@ def count_shares(batch_size, row_size, workers):
     One worker: one share (the plain single-batch computation).  Several workers: enough
     shares that each holds about SHARE_SIZE activation numbers per layer, rounded up to a
     multiple of ``workers`` so every worker gets the same number of them, but at least one
-    row per share (a batch smaller than ``workers`` gets one share per row).  Smaller shares keep a share's activations in the CPU's caches while its
-    layers run; docs/performance.md has the measurements behind SHARE_SIZE."""
+    row per share (a batch smaller than ``workers`` gets one share per row).  Smaller shares
+    keep a share's activations in the CPU's caches while its layers run; docs/performance.md
+    has the measurements behind SHARE_SIZE."""
     if workers == 1:
         return 1
     if batch_size <= workers:

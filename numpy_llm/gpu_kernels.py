@@ -1,4 +1,5 @@
-"""Fused GPU kernels: on CuPy, each elementwise chain of a layer runs as one kernel.
+"""Fused GPU kernels: on CuPy, each elementwise chain of a layer runs as one kernel
+(GELU, LayerNorm, softmax, cross-entropy backward, AdamW).
 
 On NumPy a chain like GELU's (cube, scale, add, tanh, add, halve, multiply) is a handful of
 passes over memory; on a GPU each NumPy-style operation is also a separate kernel launch
@@ -9,7 +10,8 @@ NumPy they run their own code, which is the same math written as array operation
 
 Each kernel is (input parameters, output parameters, body).  ``T`` is the arrays' float type;
 inputs broadcast against the outputs (a per-row ``mean`` (N, 1) against an (N, C) ``x``); an
-output may also be read (the in-place kernels: AdamW's ``p, m, v``, softmax's ``scores``).
+output may also be read (the in-place kernels: AdamW's ``p, m, v``, softmax's ``scores``); a
+``raw`` input is a whole array indexed by hand, and ``i`` is the index of the element.
 ``tests/test_gpu_kernels.py`` compiles every body as plain C++ and checks it against the
 NumPy layer, so the kernels are proven on machines without a GPU too.
 """
@@ -38,6 +40,10 @@ KERNELS = {
     # attention.py softmax backward, in place: dscores = probs (dprobs - sum_j dprobs probs)
     "softmax_backward": ("T probs, T row_dot", "T dprobs", """
         dprobs = probs * (dprobs - row_dot);"""),
+    # cross_entropy.py backward, in place: dlogits = (softmax - onehot(targets)) * dloss / N; element i
+    # is row i / V, column i % V of the (N, V) array (``i`` is the element's index, ``raw`` a whole array)
+    "cross_entropy_backward": ("raw int64 targets, int64 n_classes, T scale", "T dlogits", """
+        dlogits = (dlogits - T(i % n_classes == targets[i / n_classes])) * scale;"""),
     # optim.py AdamW for one tensor, in place (decay = 1 - lr wd, or 1 without weight decay)
     "adamw": ("T g, T beta1, T beta2, T step_size, T eps_scaled, T decay", "T p, T m, T v", """
         m = beta1 * m + (T(1) - beta1) * g;

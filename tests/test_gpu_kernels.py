@@ -15,7 +15,7 @@ from gradcheck import TOLERANCE, suite
 from numpy_llm import optim
 from numpy_llm.backend import Backend
 from numpy_llm.gpu_kernels import KERNELS, fused_kernels, preamble
-from numpy_llm.layers import attention, gelu, layernorm
+from numpy_llm.layers import attention, cross_entropy, gelu, layernorm
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.layers.attention import softmax_backward_inplace, softmax_inplace
 from numpy_llm.layers.gelu import gelu_backward, gelu_forward
@@ -27,25 +27,36 @@ pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build th
 MATCH = 1e-12       # float64 kernel vs float64 NumPy: the same formulas, rounding differs slightly
 
 
-def names(params):
-    """'T x, T mean' -> ['x', 'mean']."""
-    return [p.split()[-1] for p in params.split(",")]
+C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64)}
+
+
+def params(spec):
+    """'raw int64 targets, T scale' -> [(raw, C type, NumPy dtype, name), ...]."""
+    out = []
+    for param in spec.split(","):
+        words = param.split()
+        raw = words[0] == "raw"
+        c_type, dtype = C_TYPES[words[-2]]
+        out.append((raw, c_type, dtype, words[-1]))
+    return out
 
 
 def compile_kernel(tmp_path, name, body=None):
     """Returns kernel(*inputs, *outputs) that runs the body over every element, like CuPy's
     ElementwiseKernel: outputs may be left out (then allocated with the inputs' broadcast
-    shape) and are returned (one array, or a tuple)."""
-    """The kernel as a C function run(n, inputs, outputs) over n elements, T = double."""
+    shape) and are returned (one array, or a tuple).  T is double here."""
     inputs, outputs, kernel_body = KERNELS[name]
+    ins_spec, outs_spec = params(inputs), params(outputs)
     body = kernel_body if body is None else body
     lines = ["#include <cmath>", "using namespace std;", "typedef double T;", preamble(),
-             'extern "C" void run(long n, const T** inputs_, T** outputs_) {',
+             'extern "C" void run(long n, void** inputs_, void** outputs_) {',
              "  for (long i = 0; i < n; ++i) {"]
-    lines += [f"    const T {p} = inputs_[{k}][i];" for k, p in enumerate(names(inputs))]
-    lines += [f"    T {p} = outputs_[{k}][i];" for k, p in enumerate(names(outputs))]
+    for k, (raw, c_type, _, p) in enumerate(ins_spec):
+        lines.append(f"    const {c_type}* {p} = (const {c_type}*)inputs_[{k}];" if raw else
+                     f"    const {c_type} {p} = ((const {c_type}*)inputs_[{k}])[i];")
+    lines += [f"    {c_type} {p} = (({c_type}*)outputs_[{k}])[i];" for k, (_, c_type, _, p) in enumerate(outs_spec)]
     lines += ["    {", body, "    }"]
-    lines += [f"    outputs_[{k}][i] = {p};" for k, p in enumerate(names(outputs))]
+    lines += [f"    (({c_type}*)outputs_[{k}])[i] = {p};" for k, (_, c_type, _, p) in enumerate(outs_spec)]
     lines += ["  }", "}"]
     source = tmp_path / f"{name}.cpp"
     library = tmp_path / f"{name}.so"
@@ -53,20 +64,20 @@ def compile_kernel(tmp_path, name, body=None):
     subprocess.run([CXX, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)], check=True,
                    capture_output=True)
     run = ctypes.CDLL(str(library)).run
-    double_pp = ctypes.POINTER(ctypes.POINTER(ctypes.c_double))
-    run.argtypes = [ctypes.c_long, double_pp, double_pp]
+    run.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
 
     def kernel(*args):
-        n_in = len(names(inputs))
-        ins, outs = args[:n_in], args[n_in:]
+        ins, outs = args[:len(ins_spec)], args[len(ins_spec):]
+        elementwise = [a for a, (raw, *_) in zip(ins, ins_spec) if not raw]
         if not outs:
-            shape = np.broadcast_shapes(*(np.shape(a) for a in ins))
-            outs = tuple(np.empty(shape) for _ in names(outputs))
+            shape = np.broadcast_shapes(*(np.shape(a) for a in elementwise))
+            outs = tuple(np.empty(shape) for _ in outs_spec)
         shape = outs[0].shape
-        ins = [np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=np.float64), shape)) for a in ins]
+        ins = [np.ascontiguousarray(a, dtype=dtype) if raw else
+               np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), shape))
+               for a, (raw, _, dtype, _) in zip(ins, ins_spec)]
         flat_outs = [np.ascontiguousarray(o, dtype=np.float64).reshape(-1) for o in outs]
-        pointers = lambda arrays: (ctypes.POINTER(ctypes.c_double) * len(arrays))(
-            *[a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)) for a in arrays])
+        pointers = lambda arrays: (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         run(int(np.prod(shape)), pointers(ins), pointers(flat_outs))
         for o, flat in zip(outs, flat_outs):
             o[...] = flat.reshape(shape)
@@ -133,6 +144,16 @@ def test_softmax_kernels_match_the_layer(tmp_path, rng):
     assert_close(dscores, softmax_backward_inplace(dprobs.copy(), expected_probs))
 
 
+def test_cross_entropy_kernel_matches_the_layer(tmp_path, rng):
+    logits = 3.0 * rng.standard_normal((6, 5))
+    targets = rng.integers(0, 5, size=6)
+    _, (probs, _) = cross_entropy.cross_entropy_forward(logits, targets)
+    dlogits = probs.copy()
+    compile_kernel(tmp_path, "cross_entropy_backward")(targets, 5, 0.7 / 6, dlogits)
+    expected, _ = cross_entropy.cross_entropy_backward(0.7, (probs.copy(), targets))
+    assert_close(dlogits, expected)
+
+
 @pytest.mark.parametrize("shape", [(4, 3), (5,)], ids=["matrix (weight decay)", "vector (none)"])
 def test_adamw_kernel_matches_the_optimizer(tmp_path, rng, shape):
     params = {"p": rng.standard_normal(shape)}
@@ -175,7 +196,7 @@ def fused_layers_on_numpy(cpu_kernels, monkeypatch):
     """The layers and AdamW take their CuPy branch, running the kernels compiled for the CPU:
     this proves the call sites (argument order, shapes, in-place outputs) without a GPU."""
     namespace = SimpleNamespace(**cpu_kernels)
-    for module in (gelu, layernorm, attention, optim):
+    for module in (gelu, layernorm, attention, cross_entropy, optim):
         monkeypatch.setattr(module, "fused_kernels", lambda xp: namespace)
     return namespace
 
@@ -198,7 +219,7 @@ def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_
         optimizer.step(model.params, grads)
         return float(loss), {n: g.copy() for n, g in grads.items()}, model.params
     plain = one_step()
-    for module in (gelu, layernorm, attention, optim):
+    for module in (gelu, layernorm, attention, cross_entropy, optim):
         monkeypatch.setattr(module, "fused_kernels", lambda xp: SimpleNamespace(**cpu_kernels))
     fused = one_step()
     assert abs(plain[0] - fused[0]) < 1e-12

@@ -90,6 +90,22 @@ def assert_close(actual, expected):
     assert float(np.max(np.abs(actual - expected))) <= MATCH * scale
 
 
+@pytest.fixture(scope="module")
+def cpu_kernels(tmp_path_factory):
+    """Every kernel compiled for the CPU (once per test run), by name."""
+    folder = tmp_path_factory.mktemp("kernels")
+    return {name: compile_kernel(folder, name) for name in KERNELS}
+
+
+def route_layers_to(kernels, monkeypatch):
+    """Make the layers and AdamW take their CuPy branch, running ``kernels`` (the ones compiled
+    for the CPU): this proves the call sites (argument order, shapes, in-place outputs) without
+    a GPU."""
+    namespace = SimpleNamespace(**kernels)
+    for module in (gelu, layernorm, attention, cross_entropy, optim):
+        monkeypatch.setattr(module, "fused_kernels", lambda xp: namespace)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -99,67 +115,67 @@ def test_only_cupy_gets_fused_kernels():
     assert fused_kernels(np) is None
 
 
-def test_gelu_kernels_match_the_layer(tmp_path, rng):
+def test_gelu_kernels_match_the_layer(cpu_kernels, rng):
     x = 3.0 * rng.standard_normal((4, 5, 6))
     dout = rng.standard_normal(x.shape)
     out, phi = np.empty_like(x), np.empty_like(x)
-    compile_kernel(tmp_path, "gelu_forward")(x, out, phi)
+    cpu_kernels["gelu_forward"](x, out, phi)
     expected_out, (_, expected_phi) = gelu_forward(x.copy())
     assert_close(out, expected_out)
     assert_close(phi, expected_phi)
     dx = np.empty_like(x)
-    compile_kernel(tmp_path, "gelu_backward")(x, phi, dout, dx)
+    cpu_kernels["gelu_backward"](x, phi, dout, dx)
     assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
 
 
-def test_layernorm_kernels_match_the_layer(tmp_path, rng):
+def test_layernorm_kernels_match_the_layer(cpu_kernels, rng):
     x = 2.0 + 3.0 * rng.standard_normal((6, 8))
     gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
     dout = rng.standard_normal(x.shape)
     mean = x.mean(axis=1, keepdims=True)
     rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + EPS)
     xhat, out = np.empty_like(x), np.empty_like(x)
-    compile_kernel(tmp_path, "layernorm_forward")(x, mean, rstd, gamma, beta, xhat, out)
+    cpu_kernels["layernorm_forward"](x, mean, rstd, gamma, beta, xhat, out)
     expected_out, cache = layernorm_forward(x, gamma, beta)
     assert_close(out, expected_out)
     assert_close(xhat, cache[0])
     mean_dxhat = (dout @ gamma)[:, None] / 8
     mean_dxhat_xhat = ((dout * xhat) @ gamma)[:, None] / 8
     dx = np.empty_like(x)
-    compile_kernel(tmp_path, "layernorm_backward")(dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat, dx)
+    cpu_kernels["layernorm_backward"](dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat, dx)
     assert_close(dx, layernorm_backward(dout, cache)[0])
 
 
-def test_softmax_kernels_match_the_layer(tmp_path, rng):
+def test_softmax_kernels_match_the_layer(cpu_kernels, rng):
     scores = 4.0 * rng.standard_normal((2, 3, 5, 5))
     dprobs = rng.standard_normal(scores.shape)
     probs = scores.copy()
-    compile_kernel(tmp_path, "softmax_exp")(probs.max(axis=-1, keepdims=True), probs)
+    cpu_kernels["softmax_exp"](probs.max(axis=-1, keepdims=True), probs)
     probs /= probs.sum(axis=-1, keepdims=True)
     expected_probs = softmax_inplace(scores.copy())
     assert_close(probs, expected_probs)
     dscores = dprobs.copy()
     row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
-    compile_kernel(tmp_path, "softmax_backward")(probs, row_dot, dscores)
+    cpu_kernels["softmax_backward"](probs, row_dot, dscores)
     assert_close(dscores, softmax_backward_inplace(dprobs.copy(), expected_probs))
 
 
-def test_cross_entropy_kernel_matches_the_layer(tmp_path, rng):
+def test_cross_entropy_kernel_matches_the_layer(cpu_kernels, rng):
     logits = 3.0 * rng.standard_normal((6, 5))
     targets = rng.integers(0, 5, size=6)
     _, (probs, _) = cross_entropy.cross_entropy_forward(logits, targets)
     dlogits = probs.copy()
-    compile_kernel(tmp_path, "cross_entropy_backward")(targets, 5, 0.7 / 6, dlogits)
+    cpu_kernels["cross_entropy_backward"](targets, 5, 0.7 / 6, dlogits)
     expected, _ = cross_entropy.cross_entropy_backward(0.7, (probs.copy(), targets))
     assert_close(dlogits, expected)
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (5,)], ids=["matrix (weight decay)", "vector (none)"])
-def test_adamw_kernel_matches_the_optimizer(tmp_path, rng, shape):
+def test_adamw_kernel_matches_the_optimizer(cpu_kernels, rng, shape):
     params = {"p": rng.standard_normal(shape)}
     kernel_p, m, v = params["p"].copy(), np.zeros(shape), np.zeros(shape)
     optimizer = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
-    kernel = compile_kernel(tmp_path, "adamw")
+    kernel = cpu_kernels["adamw"]
     for step in range(1, 4):
         g = rng.standard_normal(shape)
         optimizer.step(params, {"p": g})
@@ -184,24 +200,8 @@ def test_a_wrong_kernel_body_is_caught(tmp_path, rng):
         assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
 
 
-@pytest.fixture(scope="module")
-def cpu_kernels(tmp_path_factory):
-    """Every kernel compiled for the CPU, as the namespace fused_kernels returns on CuPy."""
-    folder = tmp_path_factory.mktemp("kernels")
-    return {name: compile_kernel(folder, name) for name in KERNELS}
-
-
-@pytest.fixture
-def fused_layers_on_numpy(cpu_kernels, monkeypatch):
-    """The layers and AdamW take their CuPy branch, running the kernels compiled for the CPU:
-    this proves the call sites (argument order, shapes, in-place outputs) without a GPU."""
-    namespace = SimpleNamespace(**cpu_kernels)
-    for module in (gelu, layernorm, attention, cross_entropy, optim):
-        monkeypatch.setattr(module, "fused_kernels", lambda xp: namespace)
-    return namespace
-
-
-def test_the_gradcheck_suite_passes_through_the_fused_call_sites(fused_layers_on_numpy):
+def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels, monkeypatch):
+    route_layers_to(cpu_kernels, monkeypatch)
     results = suite.run_suite(Backend("numpy", "float64"))
     assert results
     for r in results:
@@ -219,8 +219,7 @@ def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_
         optimizer.step(model.params, grads)
         return float(loss), {n: g.copy() for n, g in grads.items()}, model.params
     plain = one_step()
-    for module in (gelu, layernorm, attention, cross_entropy, optim):
-        monkeypatch.setattr(module, "fused_kernels", lambda xp: SimpleNamespace(**cpu_kernels))
+    route_layers_to(cpu_kernels, monkeypatch)
     fused = one_step()
     assert abs(plain[0] - fused[0]) < 1e-12
     for name in plain[1]:

@@ -97,21 +97,21 @@ def check_gradients(f, arrays, analytic, component="", *, eps=EPS, tolerance=TOL
 
 
 def check_layer(forward, backward, arrays, component, *, static=None, input_names=("x",),
-                seed=0, **kwargs):
+                seed=0, xp=np, **kwargs):
     """Gradcheck a ``forward(**arrays, **static) -> (out, cache)`` / ``backward(dout, cache)
     -> (dinput, param_grads)`` pair, for its inputs and its parameters.
 
     The scalar under test is L = sum(out * R) for a fixed random R, so dout = R.
     ``input_names`` names the differentiable inputs in the order backward returns them
     (one name, or several when dinput is a tuple); parameter gradients are matched by name.
+    ``xp`` is the array module the arrays live on (numpy, cupy, ...).
     """
     static = static or {}
     out, cache = forward(**arrays, **static)
     if out.ndim == 0:
         weights = 1.0
     else:
-        from numpy_llm.backend import array_module
-        weights = array_module(out).asarray(np.random.default_rng(seed + 1).standard_normal(out.shape))
+        weights = xp.asarray(np.random.default_rng(seed + 1).standard_normal(out.shape))
     dinput, param_grads = backward(weights, cache)
     analytic = dict(param_grads)
     dinputs = dinput if isinstance(dinput, tuple) else (dinput,)

@@ -4,12 +4,14 @@ Used by ``python cli.py gradcheck`` and by the tests.  Inputs are chosen so that
 missing term cannot hide: LayerNorm scales and shifts away from 1 and 0, non-zero
 biases, and token batches with repeated bytes (their embedding gradients must add up).
 """
+import functools
+
 import numpy as np
 
 from numpy_llm.backend import Backend
 from numpy_llm.layers.attention import (causal_attention_backward, causal_attention_forward,
                                         self_attention_backward, self_attention_forward)
-from numpy_llm.layers.block import block_backward, block_forward
+from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
 from numpy_llm.layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from numpy_llm.layers.dropout import dropout_backward, dropout_forward
 from numpy_llm.layers.embedding import embedding_backward, embedding_forward
@@ -17,9 +19,10 @@ from numpy_llm.layers.gelu import gelu_backward, gelu_forward
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
-from numpy_llm.model import ModelConfig, TinyTransformerLM, param_shapes
+from numpy_llm.model import ModelConfig, TinyTransformerLM
 
-from .checker import check_gradients, check_layer
+from .checker import check_gradients
+from .checker import check_layer as check_layer_on
 
 B, T, C, N_HEAD = 2, 5, 8, 2          # small enough to check every coordinate of most tensors
 MODEL_CONFIG = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=16)
@@ -35,7 +38,8 @@ def layer_checks(xp, seed=0):
     """Gradcheck every layer; returns a list of CheckResult."""
     rng = np.random.default_rng(seed)
     results = []
-    add = results.extend
+    add = lambda checks: results.extend(checks)
+    check_layer = functools.partial(check_layer_on, xp=xp)
 
     arrays = _arrays(xp, seed, x=(B, T, C), w=(C, 3), b=(3,))
     add(check_layer(linear_forward, linear_backward, arrays, "linear"))
@@ -51,7 +55,7 @@ def layer_checks(xp, seed=0):
 
     arrays = _arrays(xp, seed, x=(B, T, C))
     add(check_layer(dropout_forward, dropout_backward, arrays, "dropout",
-                    static={"p": 0.3, "rng": _FixedRng(seed)}))
+                    static={"p": 0.3, "rng": FixedRng(seed)}))
 
     idx = xp.asarray(np.array([[1, 2, 1, 3, 1], [3, 3, 0, 2, 1]]))   # repeated tokens
     arrays = _arrays(xp, seed, wte=(4, C), wpe=(T + 2, C))
@@ -74,10 +78,7 @@ def layer_checks(xp, seed=0):
     arrays = _arrays(xp, seed, x=(B, T, C), w_fc=(C, 4 * C), b_fc=(4 * C,), w_proj=(4 * C, C), b_proj=(C,))
     add(check_layer(mlp_forward, mlp_backward, arrays, "mlp"))
 
-    shapes = {name.split(".", 2)[2]: shape for name, shape in
-              param_shapes(ModelConfig(block_size=T, n_layer=1, n_head=N_HEAD, n_embd=C)).items()
-              if name.startswith("h.0.")}
-    params = _arrays(xp, seed, **shapes)
+    params = _arrays(xp, seed, **block_param_shapes(C))
     for name in params:
         if name.endswith("gamma"):
             params[name] += 1.0
@@ -118,7 +119,7 @@ def run_suite(backend=None, seed=0):
     return layer_checks(backend.xp, seed) + model_checks(backend, seed)
 
 
-class _FixedRng:
+class FixedRng:
     """A generator that draws the same numbers every time, so dropout's mask is the same
     in every forward of the finite-difference check (as it must be: the mask is a constant)."""
 

@@ -6,18 +6,17 @@ way CuPy recommends writing CPU/GPU-agnostic code.  No layer imports NumPy for
 array math, so the same code runs on NumPy (CPU) or CuPy (GPU).
 
     Backend("numpy", "float32")              # training on the CPU
-    Backend("numpy", "float32", workers=2)   # ... with the batch split over 2 cores (parallel.py)
     Backend("numpy", "float64")              # gradient checking
     Backend("cupy", "float32")               # training on an NVIDIA GPU
+
+Building a Backend changes no process-wide setting: how a batch is executed (threads, BLAS,
+the host allocator) is the business of runner.py, blas.py and host_memory.py, applied by
+the entry points that want them.
 """
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy
-
-from .host_memory import keep_freed_memory
-from .parallel import blas_threads
 
 CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
 DTYPES = ("float32", "float64")
@@ -46,39 +45,22 @@ def load_cupy():
 
 @dataclass(frozen=True)
 class Backend:
-    """An array module plus the floating dtype that parameters and activations use.
-
-    ``workers`` > 1 (NumPy only) splits every training batch over that many threads, one
-    per core (parallel.py), with BLAS single-threaded while they run.  If NumPy's BLAS
-    offers no way to set its thread count, ``workers`` falls back to 1, with a warning."""
+    """An array module plus the floating dtype that parameters and activations use."""
     name: str = "numpy"
     dtype_name: str = "float32"
     module: Any = None  # a test may pass its own array module (see tests/strict_xp.py)
-    workers: int = 1
 
     def __post_init__(self):
         if self.dtype_name not in DTYPES:
             raise BackendError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype_name!r}")
-        if self.workers < 1:
-            raise BackendError(f"workers must be at least 1, not {self.workers}")
-        if self.workers > 1 and self.name != "numpy":
-            raise BackendError(f"workers > 1 splits the batch over CPU cores: it needs --xp numpy, not {self.name}")
         if self.module is None:
             if self.name == "numpy":
                 module = numpy
-                keep_freed_memory()          # reuse freed host memory between steps (host_memory.py)
-                self._check_blas_control()
             elif self.name == "cupy":
                 module = load_cupy()
             else:
                 raise BackendError(f"--xp must be numpy or cupy, not {self.name!r}")
             object.__setattr__(self, "module", module)
-
-    def _check_blas_control(self):
-        if self.workers > 1 and blas_threads() is None:
-            warnings.warn(f"NumPy's BLAS thread count cannot be set here, so {self.workers} workers "
-                          f"would fight over the cores: using 1 worker", RuntimeWarning, stacklevel=3)
-            object.__setattr__(self, "workers", 1)
 
     @property
     def xp(self):

@@ -1,4 +1,5 @@
-"""Checkpoints: one ``.npz`` file per run, safe to load from a stranger.
+"""Checkpoints: one ``.npz`` file per run, safe to load from a stranger; and the run state
+they hold (``save_run`` / ``load_run``), the one place that knows what a run is.
 
 Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=False)`` reads it):
 
@@ -6,7 +7,8 @@ Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=Fals
     adam_m/<name>    AdamW first moments       (absent in a weights-only export)
     adam_v/<name>    AdamW second moments
     meta             a 0-d string: JSON with format_version, model config, training flags,
-                     step, AdamW step, best validation loss and the data generator's state
+                     step, AdamW step, best and last validation loss, dtype, worker count
+                     and the data generator's state
 
 Writes are atomic: the file is written under a temporary name in the same folder,
 flushed to disk, then renamed over the target, so a crash mid-write never leaves a
@@ -14,25 +16,37 @@ broken checkpoint behind.  Arrays are always saved from the host: train on a GPU
 generate on a CPU.
 """
 import json
+import math
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .backend import to_numpy
-from .errors import UsageError
+from .backend import Backend, to_numpy
+from .errors import InvalidSetting, UsageError
 from .model import ModelConfig, TinyTransformerLM, param_shapes
+from .optim import AdamW
+from .settings import TrainSettings
 
 FORMAT_VERSION = 1
+MOMENTS = {"adam_m/": "m", "adam_v/": "v"}         # array-name prefix -> AdamW attribute
+
+
+def companion_path(ckpt_path, suffix):
+    """ckpt.npz -> ckpt<suffix>: the files that go beside a checkpoint (ckpt.best.npz, ckpt.metrics.jsonl)."""
+    root = ckpt_path[:-4] if ckpt_path.endswith(".npz") else ckpt_path
+    return root + suffix
 
 
 def save_checkpoint(path, params, meta, optimizer=None):
     """Write params (name -> array), optimizer moments and meta (a JSON-able dict) atomically."""
     arrays = {f"param/{name}": to_numpy(p) for name, p in params.items()}
     if optimizer is not None:
-        arrays.update({f"adam_m/{name}": to_numpy(m) for name, m in optimizer.m.items()})
-        arrays.update({f"adam_v/{name}": to_numpy(v) for name, v in optimizer.v.items()})
+        for prefix, attribute in MOMENTS.items():
+            arrays.update({prefix + name: to_numpy(a) for name, a in getattr(optimizer, attribute).items()})
     meta = dict(meta, format_version=FORMAT_VERSION)
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda f: np.savez(f, **arrays))
@@ -78,7 +92,7 @@ def load_checkpoint(path):
 def config_from_meta(meta, path):
     try:
         return ModelConfig(**meta["model"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, InvalidSetting) as exc:
         raise UsageError(f"{path} has an unusable model config ({exc})") from None
 
 
@@ -103,3 +117,74 @@ def load_model(path, backend=None):
     config = config_from_meta(meta, path)
     model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
     return model, meta
+
+
+@dataclass
+class RunState:
+    """Where a run stands, besides its arrays."""
+    step: int = 0
+    best_val_loss: float = math.inf
+    val_loss: float = math.nan
+
+
+@dataclass
+class Run:
+    """A training run: everything a checkpoint holds and training needs to go on."""
+    model: TinyTransformerLM
+    optimizer: AdamW
+    settings: TrainSettings
+    rng: Any                    # the NumPy Generator that draws batches and dropout masks
+    state: RunState
+    workers: int = 1            # the threads the run was trained with (runner.py)
+
+
+def new_run(config, settings, backend, workers=1):
+    """A fresh run: parameters initialised from settings.seed, AdamW at step 0."""
+    model = TinyTransformerLM(config, backend, seed=settings.seed)
+    return Run(model, _optimizer(model, settings), settings, np.random.default_rng(settings.seed),
+               RunState(), workers)
+
+
+def save_run(path, run):
+    """Write the whole run to ``path`` atomically."""
+    meta = {"model": run.model.config.to_dict(), "train": run.settings.to_dict(), "step": run.state.step,
+            "adam_step": run.optimizer.step_count, "best_val_loss": _json_float(run.state.best_val_loss),
+            "val_loss": _json_float(run.state.val_loss), "dtype": run.model.backend.dtype_name,
+            "workers": run.workers, "rng_state": run.rng.bit_generator.state}
+    save_checkpoint(path, run.model.params, meta, run.optimizer)
+
+
+def load_run(path, xp_name="numpy", dtype=None, settings_overrides=None):
+    """The run saved in ``path``, on ``xp_name``, in ``dtype`` (default: the saved one), its
+    settings updated with ``settings_overrides`` (a dict); UsageError if it cannot resume."""
+    arrays, meta = load_checkpoint(path)
+    config = config_from_meta(meta, path)
+    settings = TrainSettings.from_dict({**meta.get("train", {}), **(settings_overrides or {})})
+    backend = Backend(xp_name, dtype or meta.get("dtype", "float32"))
+    model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
+    optimizer = _optimizer(model, settings)
+    for prefix, attribute in MOMENTS.items():
+        moments = getattr(optimizer, attribute)
+        for name in moments:
+            if prefix + name not in arrays or arrays[prefix + name].shape != tuple(moments[name].shape):
+                raise UsageError(f"{path} lacks the optimizer state needed to resume ({prefix + name})")
+            moments[name] = backend.asarray(arrays[prefix + name], dtype=backend.dtype)
+    optimizer.step_count = int(meta.get("adam_step", meta["step"]))
+    rng = np.random.default_rng(settings.seed)
+    rng.bit_generator.state = meta["rng_state"]
+    state = RunState(step=int(meta["step"]), best_val_loss=_float(meta.get("best_val_loss"), math.inf),
+                     val_loss=_float(meta.get("val_loss"), math.nan))
+    workers = meta.get("workers")
+    return Run(model, optimizer, settings, rng, state, workers if isinstance(workers, int) and workers >= 1 else 1)
+
+
+def _optimizer(model, s):
+    return AdamW(model.params, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.adam_eps, weight_decay=s.weight_decay)
+
+
+def _json_float(x):
+    return None if not math.isfinite(x) else float(x)
+
+
+def _float(value, fallback):
+    return fallback if value is None else float(value)

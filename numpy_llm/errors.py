@@ -7,3 +7,12 @@ class UsageError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
+
+
+class InvalidSetting(ValueError):
+    """A model or training setting out of its range; ``name`` is the setting (``n_embd``), which
+    the command line shows as its flag (``--n-embd``)."""
+
+    def __init__(self, name, rule):
+        super().__init__(f"{name} {rule}")
+        self.name, self.rule = name, rule

@@ -1,73 +1,58 @@
-"""Fused GPU kernels: on CuPy, each elementwise chain of a layer runs as one kernel
-(GELU, LayerNorm, softmax, cross-entropy backward, AdamW).
+"""Fused GPU kernels: on CuPy, an elementwise chain of a layer can run as one kernel.
 
 On NumPy a chain like GELU's (cube, scale, add, tanh, add, halve, multiply) is a handful of
 passes over memory; on a GPU each NumPy-style operation is also a separate kernel launch
-that reads and writes the whole array.  Here each chain is written once as the C++ body of a
-CuPy ``ElementwiseKernel``: one launch, one read of each input and one write of each
-output.  The layers use them when their arrays live on CuPy (``fused_kernels(xp)``); on
-NumPy they run their own code, which is the same math written as array operations.
+that reads and writes the whole array.  A fused kernel is the chain written once as the C++
+body of a CuPy ``ElementwiseKernel``: one launch, one read of each input, one write of each
+output.
 
-Each kernel is (input parameters, output parameters, body).  ``T`` is the arrays' float type;
-inputs broadcast against the outputs (a per-row ``mean`` (N, 1) against an (N, C) ``x``); an
-output may also be read (the in-place kernels: AdamW's ``p, m, v``, softmax's ``scores``); a
-``raw`` input is a whole array indexed by hand, and ``i`` is the index of the element.
-``tests/test_gpu_kernels.py`` compiles every body as plain C++ and checks it against the
-NumPy layer, so the kernels are proven on machines without a GPU too.
+This module knows no layer.  Each layer declares its kernels beside its own math, in a
+section marked "GPU fusion" at the end of its file, and uses them only when its arrays live
+on CuPy; on NumPy the layer runs its plain math, which is the same formula.
+
+    KERNEL = fused_kernel("gelu_forward", "T x", "T out, T phi", "...body...", CUBIC=0.044715)
+    if on_gpu(x): out, phi = launch(KERNEL, x)
+
+A kernel is (name, input parameters, output parameters, body, named constants).  ``T`` is
+the arrays' float type; inputs broadcast against the outputs (a per-row ``mean`` (N, 1)
+against an (N, C) ``x``); an output may also be read (in-place kernels: AdamW's ``p, m, v``);
+a ``raw`` input is a whole array indexed by hand, and ``i`` is the index of the element.
+``KERNELS`` lists every kernel the package declares, so that ``tests/test_gpu_kernels.py``
+can compile each body as plain C++ and check it against the layer's NumPy math.
 """
-from types import SimpleNamespace
+from typing import NamedTuple
 
-KERNELS = {
-    # gelu.py: u = sqrt(2/pi)(x + 0.044715 x^3), phi = 0.5 (1 + tanh u), out = x phi
-    "gelu_forward": ("T x", "T out, T phi", """
-        T u = T(SQRT_2_OVER_PI) * (x + T(CUBIC) * x * x * x);
-        phi = T(0.5) * (T(1) + tanh(u));
-        out = x * phi;"""),
-    # gelu.py: dx = dout phi (1 + 2 x (1 - phi) du/dx), du/dx = sqrt(2/pi)(1 + 3 * 0.044715 x^2)
-    "gelu_backward": ("T x, T phi, T dout", "T dx", """
-        T du_dx = T(SQRT_2_OVER_PI) * (T(1) + T(3 * CUBIC) * x * x);
-        dx = dout * phi * (T(1) + T(2) * x * (T(1) - phi) * du_dx);"""),
-    # layernorm.py: xhat = (x - mean) rstd, out = xhat gamma + beta   (mean, rstd per row)
-    "layernorm_forward": ("T x, T mean, T rstd, T gamma, T beta", "T xhat, T out", """
-        xhat = (x - mean) * rstd;
-        out = xhat * gamma + beta;"""),
-    # layernorm.py: dx = rstd (dout gamma - mean_c(dxhat) - xhat mean_c(dxhat xhat))
-    "layernorm_backward": ("T dout, T xhat, T rstd, T gamma, T mean_dxhat, T mean_dxhat_xhat", "T dx", """
-        dx = rstd * (dout * gamma - mean_dxhat - xhat * mean_dxhat_xhat);"""),
-    # attention.py softmax, in place: scores = exp(scores - row max); the rows are then divided by their sums
-    "softmax_exp": ("T row_max", "T scores", """
-        scores = exp(scores - row_max);"""),
-    # attention.py softmax backward, in place: dscores = probs (dprobs - sum_j dprobs probs)
-    "softmax_backward": ("T probs, T row_dot", "T dprobs", """
-        dprobs = probs * (dprobs - row_dot);"""),
-    # cross_entropy.py backward, in place: dlogits = (softmax - onehot(targets)) * dloss / N; element i
-    # is row i / V, column i % V of the (N, V) array (``i`` is the element's index, ``raw`` a whole array)
-    "cross_entropy_backward": ("raw int64 targets, int64 n_classes, T scale", "T dlogits", """
-        dlogits = (dlogits - T(i % n_classes == targets[i / n_classes])) * scale;"""),
-    # optim.py AdamW for one tensor, in place (decay = 1 - lr wd, or 1 without weight decay)
-    "adamw": ("T g, T beta1, T beta2, T step_size, T eps_scaled, T decay", "T p, T m, T v", """
-        m = beta1 * m + (T(1) - beta1) * g;
-        v = beta2 * v + (T(1) - beta2) * g * g;
-        p = p * decay - step_size * m / (sqrt(v) + eps_scaled);"""),
-}
-
-_cupy_kernels = None
+KERNELS = {}            # name -> FusedKernel: every kernel declared by an imported module
+_compiled = {}          # name -> CuPy ElementwiseKernel, built on first launch
 
 
-def preamble():
-    """C++ definitions the kernel bodies use: GELU's constants, from gelu.py."""
-    from .layers.gelu import CUBIC, SQRT_2_OVER_PI
-    return f"#define SQRT_2_OVER_PI {SQRT_2_OVER_PI!r}\n#define CUBIC {CUBIC!r}\n"
+class FusedKernel(NamedTuple):
+    name: str
+    inputs: str         # "T x, T phi"
+    outputs: str        # "T dx"
+    body: str           # C++ statements run once per element
+    constants: tuple    # (("CUBIC", 0.044715), ...): #defines the body uses
+
+    def preamble(self):
+        return "".join(f"#define {name} {value!r}\n" for name, value in self.constants)
 
 
-def fused_kernels(xp):
-    """The kernels as callables for CuPy (compiled on first use), or None for any other
-    array module: NumPy (and the strict test backend) run the layers' own code."""
-    global _cupy_kernels
-    if getattr(xp, "__name__", None) != "cupy":
-        return None
-    if _cupy_kernels is None:
-        _cupy_kernels = SimpleNamespace(**{
-            name: xp.ElementwiseKernel(inputs, outputs, body, f"numpy_llm_{name}", preamble=preamble())
-            for name, (inputs, outputs, body) in KERNELS.items()})
-    return _cupy_kernels
+def fused_kernel(name, inputs, outputs, body, **constants):
+    """Declare (and register) a fused kernel; nothing is compiled until its first launch."""
+    kernel = FusedKernel(name, inputs, outputs, body, tuple(constants.items()))
+    KERNELS[name] = kernel
+    return kernel
+
+
+def on_gpu(array):
+    """True when ``array`` is a CuPy array: the layers then take their fused path."""
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+def launch(kernel, *args):
+    """Run ``kernel`` on CuPy arrays (inputs, then optionally outputs); returns its outputs."""
+    if kernel.name not in _compiled:
+        import cupy
+        _compiled[kernel.name] = cupy.ElementwiseKernel(kernel.inputs, kernel.outputs, kernel.body,
+                                                        f"numpy_llm_{kernel.name}", preamble=kernel.preamble())
+    return _compiled[kernel.name](*args)

@@ -6,8 +6,9 @@ kernel (munmap, heap trimming), so the next step faults every page in again and 
 kernel zero-fills it: about 50,000 page faults per step for the default model, a large
 share of its time.  Raising two malloc thresholds keeps freed blocks (up to 32 MiB each)
 inside the process, which is what CuPy's memory pool does on the GPU.  Peak memory is
-unchanged; the process just stops returning it between steps.  Process-wide, applied
-once when a NumPy backend is created; Linux/glibc only (a no-op elsewhere).
+unchanged; the process just stops returning it between steps.  Process-wide, so it is
+applied by the entry points that run training steps (``train``, ``bench``), never by a
+library call; Linux/glibc only (a no-op elsewhere).
 """
 import ctypes
 import sys

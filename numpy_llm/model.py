@@ -12,16 +12,18 @@ gradients come back as a dict with the same names.
 """
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from .backend import Backend
-from .layers.block import BLOCK_PARAMS, block_backward, block_forward
+from .errors import InvalidSetting
+from .layers.block import block_backward, block_forward, block_param_shapes
+from .layers.cache import ConsumableCache
 from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
-from .layers.dropout import dropout_backward, dropout_forward
-from .layers.embedding import embedding_backward, embedding_forward
-from .layers.layernorm import layernorm_backward, layernorm_forward
-from .parallel import count_shares, run_data_parallel, split_batch
+from .layers.dropout import DropoutCache, dropout_backward, dropout_forward
+from .layers.embedding import EmbeddingCache, embedding_backward, embedding_forward
+from .layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from .tokenizer import VOCAB_SIZE
 
 
@@ -36,13 +38,14 @@ class ModelConfig:
     vocab_size: int = VOCAB_SIZE
 
     def __post_init__(self):
+        """The one check of the sizes (the command line shows an InvalidSetting as its flag)."""
         for name in ("block_size", "n_layer", "n_head", "n_embd", "vocab_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)}")
+                raise InvalidSetting(name, f"must be a positive integer, not {getattr(self, name)}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+            raise InvalidSetting("n_embd", f"{self.n_embd} is not divisible by n_head {self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+            raise InvalidSetting("dropout", f"must be in [0, 1), not {self.dropout}")
 
     def to_dict(self):
         return asdict(self)
@@ -51,16 +54,10 @@ class ModelConfig:
 def param_shapes(config):
     """The parameter registry's names and shapes, in order."""
     C, V = config.n_embd, config.vocab_size
-    local_shapes = {"ln_1.gamma": (C,), "ln_1.beta": (C,),
-                    "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
-                    "attn.w_proj": (C, C), "attn.b_proj": (C,),
-                    "ln_2.gamma": (C,), "ln_2.beta": (C,),
-                    "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,),
-                    "mlp.w_proj": (4 * C, C), "mlp.b_proj": (C,)}
     shapes = {"wte": (V, C), "wpe": (config.block_size, C)}
     for layer in range(config.n_layer):
-        for name in BLOCK_PARAMS:
-            shapes[f"h.{layer}.{name}"] = local_shapes[name]
+        for name, shape in block_param_shapes(C).items():
+            shapes[f"h.{layer}.{name}"] = shape
     shapes["ln_f.gamma"] = (C,)
     shapes["ln_f.beta"] = (C,)
     return shapes
@@ -91,7 +88,18 @@ def init_params(config, seed=0):
 def block_params(params, layer):
     """Layer ``layer``'s parameters under their local names (views, no copies)."""
     prefix = f"h.{layer}."
-    return {name: params[prefix + name] for name in BLOCK_PARAMS}
+    return {name[len(prefix):]: p for name, p in params.items() if name.startswith(prefix)}
+
+
+@dataclass
+class ModelCache(ConsumableCache):
+    """What model_backward needs; it consumes the cache (layers/cache.py)."""
+    embedding: EmbeddingCache
+    embedding_dropout: DropoutCache
+    blocks: list            # one BlockCache per layer; model_backward pops them, last layer first
+    ln_f: LayerNormCache
+    h: Any                  # (B, T, C) the final LayerNorm's output, the LM head's input
+    wte: Any                # (V, C) the tied token embedding, the LM head's weight
 
 
 def model_forward(params, config, idx, rng=None, kv_cache=None):
@@ -114,7 +122,8 @@ def model_forward(params, config, idx, rng=None, kv_cache=None):
     h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     V, C = params["wte"].shape
     logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one sgemm
-    return logits, (emb_cache, emb_drop_cache, block_caches, lnf_cache, h, params["wte"])
+    return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
+                              ln_f=lnf_cache, h=h, wte=params["wte"])
 
 
 def model_backward(dlogits, cache):
@@ -127,27 +136,27 @@ def model_backward(dlogits, cache):
     x = wte[idx] + wpe   ->  embedding backward; wte's two contributions (lookup and head) are summed
 
     The backward consumes ``cache``: each block's saved activations are released as soon as
-    its gradients are computed (so a cache can be back-propagated only once).
+    its gradients are computed, so a cache can be back-propagated only once (a second call
+    raises CacheConsumedError).
     """
-    emb_cache, emb_drop_cache, block_caches, lnf_cache, h, wte = cache
+    cache.consume("model_backward")
     B, T, V = dlogits.shape
-    C = h.shape[-1]
+    C = cache.h.shape[-1]
     grads = {}
     dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one sgemm
-    dh = (dlogits2d @ wte).reshape(B, T, C)
-    dwte_head = dlogits2d.T @ h.reshape(B * T, C)
-    dx, lnf_grads = layernorm_backward(dh, lnf_cache)
+    dh = (dlogits2d @ cache.wte).reshape(B, T, C)
+    dwte_head = dlogits2d.T @ cache.h.reshape(B * T, C)
+    dx, lnf_grads = layernorm_backward(dh, cache.ln_f)
     grads["ln_f.gamma"], grads["ln_f.beta"] = lnf_grads["gamma"], lnf_grads["beta"]
-    for layer in reversed(range(len(block_caches))):
+    for layer in reversed(range(len(cache.blocks))):
         # pop: the list lets go of this block's activations, so they are freed as soon as the
         # block is done with them and memory falls during the backward instead of peaking
-        dx, layer_grads = block_backward(dx, block_caches.pop())
+        dx, layer_grads = block_backward(dx, cache.blocks.pop())
         for name, g in layer_grads.items():
             grads[f"h.{layer}.{name}"] = g
-    dx, _ = dropout_backward(dx, emb_drop_cache)
-    _, emb_grads = embedding_backward(dx, emb_cache)
-    grads["wte"] = emb_grads["wte"]
-    grads["wte"] += dwte_head
+    dx, _ = dropout_backward(dx, cache.embedding_dropout)
+    _, emb_grads = embedding_backward(dx, cache.embedding)
+    grads["wte"] = emb_grads["wte"] + dwte_head                  # the lookup's and the LM head's share
     grads["wpe"] = emb_grads["wpe"]
     return grads
 
@@ -172,45 +181,31 @@ class TinyTransformerLM:
     def _device_ids(self, idx):
         return self.backend.asarray(idx, dtype="int64")
 
-    def _shares(self, idx):
-        """The batch's rows, cut into the shares the backend's workers run (parallel.py)."""
-        B, T = idx.shape
-        return split_batch(B, count_shares(B, T * self.config.n_embd, self.backend.workers))
-
     def logits(self, idx):
         """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""
         logits, _ = model_forward(self.params, self.config, self._device_ids(idx))
         return logits
 
     def loss(self, idx, targets):
-        """Mean cross-entropy as a Python float, with no gradient work (evaluation)."""
-        idx, targets = self._device_ids(idx), self._device_ids(targets)
-
-        def share_loss(rows, _):
-            logits, _ = model_forward(self.params, self.config, idx[rows])
-            loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size), targets[rows].reshape(-1))
-            return loss, None
-        loss, _ = run_data_parallel(share_loss, self._shares(idx), self.backend.workers)
+        """Mean cross-entropy of one batch as a Python float, with no gradient work (evaluation)."""
+        logits = self.logits(idx)
+        loss, _ = cross_entropy_forward(logits.reshape(-1, self.config.vocab_size),
+                                        self._device_ids(targets).reshape(-1))
         return float(loss)
 
     def loss_and_grads(self, idx, targets, rng=None):
-        """One forward and one backward: (loss, grads by name).
+        """One forward and one backward of one batch: (loss, grads by registry name).
 
-        The loss is a 0-d device array (a NumPy scalar on NumPy): it stays on the device
+        The loss is a 0-d device array (a NumPy scalar on NumPy): it stays on the device,
         so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
-        With ``backend.workers`` > 1 the batch is cut into shares whose forward and backward
-        passes run in that many threads at once, one per core (parallel.py)."""
+        (Spreading a batch over cores or processes is runner.py's business, not the model's.)"""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
-        rng = rng if self.config.dropout > 0 else None    # no dropout: leave the generator untouched
-
-        def share_loss_and_grads(rows, share_rng):
-            logits, cache = model_forward(self.params, self.config, idx[rows], share_rng)
-            B, T, V = logits.shape
-            loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets[rows].reshape(-1))
-            del logits                                      # not needed for the backward: free it now
-            dlogits, _ = cross_entropy_backward(1.0, ce_cache)
-            return loss, model_backward(dlogits.reshape(B, T, V), cache)
-        loss, grads = run_data_parallel(share_loss_and_grads, self._shares(idx), self.backend.workers, rng)
+        logits, cache = model_forward(self.params, self.config, idx, rng)
+        B, T, V = logits.shape
+        loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
+        del logits                                      # not needed for the backward: free it now
+        dlogits, _ = cross_entropy_backward(1.0, ce_cache)
+        grads = model_backward(dlogits.reshape(B, T, V), cache)
         return loss, {name: grads[name] for name in self.params}     # registry order
 
     def host_params(self):

@@ -7,26 +7,21 @@ AdamW, for each parameter p with gradient g, at step t = 1, 2, ...:
     m = beta1 m + (1 - beta1) g                 first moment (running mean of g)
     v = beta2 v + (1 - beta2) g^2               second moment (running mean of g^2)
     m_hat = m / (1 - beta1^t),  v_hat = v / (1 - beta2^t)      bias correction
-    p = p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)        wd only for 2-D+ tensors
+    p = p - lr wd p                             decoupled weight decay (2-D+ tensors only)
+    p = p - lr m_hat / (sqrt(v_hat) + eps)
 """
 import math
 
+from . import gpu_kernels as gpu
 from .backend import array_module
-from .gpu_kernels import fused_kernels
+
+# AdamW's defaults, which are also training's (train.py: TrainSettings reads them from here)
+LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 1e-8, 0.1
 
 
 def global_grad_norm(grads):
     """sqrt(sum over every tensor of sum(g^2)), as a 0-d device array (computing it does not sync)."""
-    total = None
-    for g in grads.values():
-        sq = (g * g).sum() if g.ndim < 2 else _sum_squares(g)
-        total = sq if total is None else total + sq
-    return total ** 0.5
-
-
-def _sum_squares(g):
-    flat = g.reshape(-1)
-    return array_module(g).dot(flat, flat)      # one BLAS pass, no temporary
+    return sum((g * g).sum() for g in grads.values()) ** 0.5
 
 
 def clip_grads(grads, max_norm):
@@ -47,9 +42,9 @@ def decays(shape):
 
 
 class AdamW:
-    """Hand-written AdamW; ``state`` (m, v and step) is saved in checkpoints."""
+    """Hand-written AdamW; its state (m, v and the step count) is saved in checkpoints."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
+    def __init__(self, params, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY):
         self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
         self.step_count = 0
         self.m = {name: array_module(p).zeros_like(p) for name, p in params.items()}
@@ -62,33 +57,34 @@ class AdamW:
         self.step_count += 1
         correction1 = 1.0 - beta1 ** self.step_count
         correction2 = 1.0 - beta2 ** self.step_count
-        # lr * m_hat / (sqrt(v_hat) + eps) = step_size * m / (sqrt(v) + eps_scaled), with
-        # m_hat = m / correction1, v_hat = v / correction2 (multiply through by sqrt(correction2)):
-        step_size = lr * math.sqrt(correction2) / correction1
-        eps_scaled = self.eps * math.sqrt(correction2)
         for name, p in params.items():
             g, m, v = grads[name], self.m[name], self.v[name]
-            xp = array_module(p)
-            kernels = fused_kernels(xp)
-            if kernels:                                               # CuPy: the lines below as one kernel
-                decay = 1.0 - lr * self.weight_decay if decays(p.shape) else 1.0
-                scalars = [p.dtype.type(s) for s in (beta1, beta2, step_size, eps_scaled, decay)]
-                kernels.adamw(g, *scalars, p, m, v)                   # (in p's float type)
+            decay = 1.0 - lr * self.weight_decay if decays(p.shape) else 1.0
+            if gpu.on_gpu(p):
+                adamw_fused(p, g, m, v, beta1, beta2, correction1, correction2, lr, self.eps, decay)
                 continue
-            scratch = g * g                                           # the one temporary per tensor
-            scratch *= 1.0 - beta2
-            v *= beta2
-            v += scratch                                              # v = b2 v + (1-b2) g^2
-            xp.multiply(g, 1.0 - beta1, out=scratch)
+            xp = array_module(p)
             m *= beta1
-            m += scratch                                              # m = b1 m + (1-b1) g
-            if self.weight_decay and decays(p.shape):
-                p *= 1.0 - lr * self.weight_decay                     # decoupled: p -= lr wd p
-            denom = xp.sqrt(v, out=scratch)
-            denom += eps_scaled                                       # sqrt(v) + eps sqrt(correction2)
-            update = xp.divide(m, denom, out=scratch)
-            update *= step_size
-            p -= update                                               # p -= lr m_hat / (sqrt(v_hat) + eps)
+            m += (1.0 - beta1) * g                              # m = beta1 m + (1 - beta1) g
+            v *= beta2
+            v += (1.0 - beta2) * g * g                          # v = beta2 v + (1 - beta2) g^2
+            m_hat = m / correction1
+            v_hat = v / correction2
+            p *= decay                                          # decoupled weight decay: p -= lr wd p
+            p -= lr * m_hat / (xp.sqrt(v_hat) + self.eps)       # p -= lr m_hat / (sqrt(v_hat) + eps)
+
+
+# --- GPU fusion (CuPy only): one tensor's whole update as one kernel (gpu_kernels.py) ---
+
+ADAMW = gpu.fused_kernel(
+    "adamw", "T g, T beta1, T beta2, T correction1, T correction2, T lr, T eps, T decay", "T p, T m, T v", """
+    m = beta1 * m + (T(1) - beta1) * g;
+    v = beta2 * v + (T(1) - beta2) * g * g;
+    p = p * decay - lr * (m / correction1) / (sqrt(v / correction2) + eps);""")
+
+
+def adamw_fused(p, g, m, v, *scalars):
+    gpu.launch(ADAMW, g, *[p.dtype.type(s) for s in scalars], p, m, v)     # scalars in p's float type
 
 
 def lr_at(step, total_steps, lr, min_lr, warmup_steps):

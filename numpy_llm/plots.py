@@ -110,16 +110,12 @@ def attention_maps(model, prompt_ids):
     Returns a NumPy array (n_layer, n_head, T, T): entry [l, h, i, j] is how much query
     position i of layer l, head h takes from key position j; each row sums to 1 and j > i is 0.
 
-    This is the one place that knows where the probabilities sit in the forward cache:
-    model_forward's cache[2] is the list of block caches, a block cache's [1] is the
-    attention cache (qkv_cache, core_cache, proj_cache, n_head), and core_cache[3] is
-    probs (B, H, T, T).  tests/test_plots.py pins this layout.
+    The probabilities are the forward cache's: every block's ``attn.attention.probs`` (B, H, T, T).
     """
     ids = crop_prompt(prompt_ids, model.config.block_size)
     idx = model.backend.asarray(ids[None, :], dtype="int64")
     _, cache = model_forward(model.params, model.config, idx)
-    block_caches = cache[2]
-    maps = [to_numpy(block_cache[1][1][3])[0] for block_cache in block_caches]   # each (H, T, T)
+    maps = [to_numpy(block.attn.attention.probs)[0] for block in cache.blocks]   # each (H, T, T)
     return np.stack(maps).astype(np.float64)
 
 

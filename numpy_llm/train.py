@@ -2,7 +2,7 @@
 evaluation, logs, and checkpoints that survive Ctrl-C and crashes.
 
 One optimizer step (``train_step``):
-    for each of grad_accum micro-batches: loss, grads = model.loss_and_grads(x, y)
+    for each of grad_accum micro-batches: loss, grads = runner.loss_and_grads(x, y)
     grads = mean over micro-batches                 (= one grad_accum-times larger batch)
     norm = clip_grads(grads, grad_clip)             (pre-clip global norm, logged)
     optimizer.step(params, grads, lr_at(step))      (AdamW, in place)
@@ -11,59 +11,32 @@ Every eval_interval steps (and at the end) the mean train and validation losses 
 eval_iters batches are measured without gradient work, and the checkpoint is saved
 (plus ``<name>.best.npz`` when validation improves).  Metrics also go, one JSON
 object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
+
+The loop runs on a *runner* (runner.py), which decides how each batch is executed (threads
+over the cores today); the run itself (model, AdamW, settings, generator, step) is a
+checkpoint.Run, saved with checkpoint.save_run.
 """
 import json
 import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
+from .checkpoint import companion_path, save_run
 from .data import get_batch
 from .errors import TrainingError
 from .optim import clip_grads, lr_at
 
 
-@dataclass
-class TrainSettings:
-    """Training flags (the model's sizes live in ModelConfig)."""
-    steps: int = 600
-    batch_size: int = 16
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 50
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    eval_interval: int = 100
-    eval_iters: int = 20
-    log_interval: int = 10
-    val_frac: float = 0.1
-    seed: int = 1337
-    data: str = None
-
-    def to_dict(self):
-        return asdict(self)
-
-
-def companion_path(ckpt_path, suffix):
-    """ckpt.npz -> ckpt<suffix>, e.g. ckpt.best.npz or ckpt.metrics.jsonl."""
-    root = ckpt_path[:-4] if ckpt_path.endswith(".npz") else ckpt_path
-    return root + suffix
-
-
-def train_step(model, optimizer, train_data, settings, step, rng):
+def train_step(runner, optimizer, train_data, settings, step, rng):
     """One optimizer step; returns (mean loss, pre-clip grad norm, lr), both Python floats."""
+    model = runner.model
     total_loss, total_grads = 0.0, None
     for _ in range(settings.grad_accum):
         x, y = get_batch(train_data, settings.batch_size, model.config.block_size, rng)
-        loss, grads = model.loss_and_grads(x, y, rng)
+        loss, grads = runner.loss_and_grads(x, y, rng)
         total_loss = total_loss + loss
         if total_grads is None:
             total_grads = grads
@@ -83,11 +56,12 @@ def train_step(model, optimizer, train_data, settings, step, rng):
     return loss, norm, lr
 
 
-def estimate_loss(model, data, settings, seed):
+def estimate_loss(runner, data, settings, seed):
     """Mean loss over eval_iters random batches, no gradient work; its own seeded
     generator, so evaluating never changes the training batches."""
     rng = np.random.default_rng(seed)
-    losses = [model.loss(*get_batch(data, settings.batch_size, model.config.block_size, rng))
+    block_size = runner.model.config.block_size
+    losses = [runner.loss(*get_batch(data, settings.batch_size, block_size, rng))
               for _ in range(settings.eval_iters)]
     return float(np.mean(losses))
 
@@ -114,20 +88,14 @@ class StopRequest:
         return False
 
 
-@dataclass
-class RunState:
-    """Everything a checkpoint holds besides the arrays."""
-    step: int = 0
-    best_val_loss: float = math.inf
-    val_loss: float = math.nan
-
-
-def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rng, state,
-                 log=None, stop_at=None):
-    """Train from state.step to settings.steps (or stop_at); returns ('done' | 'interrupted', state).
+def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None):
+    """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
+    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
 
     Raises TrainingError on a non-finite loss; the checkpoint on disk is then the last good one."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    model, optimizer, settings, rng, state = run.model, run.optimizer, run.settings, run.rng, run.state
+    run.workers = runner.workers
     metrics_path = companion_path(ckpt_path, ".metrics.jsonl")
     tokens_per_step = settings.batch_size * settings.grad_accum * model.config.block_size
     end = settings.steps if stop_at is None else min(stop_at, settings.steps)
@@ -135,12 +103,7 @@ def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rn
     run_start_step, run_start = state.step, time.perf_counter()
 
     def save(path=ckpt_path):
-        meta = {"model": model.config.to_dict(), "train": settings.to_dict(), "step": state.step,
-                "adam_step": optimizer.step_count, "best_val_loss": _json_float(state.best_val_loss),
-                "val_loss": _json_float(state.val_loss), "dtype": model.backend.dtype_name,
-                "workers": model.backend.workers,
-                "rng_state": rng.bit_generator.state}
-        save_checkpoint(path, model.params, meta, optimizer)
+        save_run(path, run)
 
     with open(metrics_path, "a") as metrics, StopRequest() as stop:
         def record(**fields):
@@ -152,8 +115,8 @@ def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rn
                 save()
                 log(f"interrupted: step {state.step}/{settings.steps} saved to {ckpt_path}; "
                     f"continue with --resume --ckpt {ckpt_path}")
-                return "interrupted", state
-            loss, norm, lr = train_step(model, optimizer, train_data, settings, state.step, rng)
+                return "interrupted"
+            loss, norm, lr = train_step(runner, optimizer, train_data, settings, state.step, rng)
             state.step += 1
             interval_steps += 1
             if state.step % settings.log_interval == 0 or state.step == end:
@@ -169,8 +132,8 @@ def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rn
                 interval_start, interval_steps = time.perf_counter(), 0
             if state.step % settings.eval_interval == 0 or state.step == settings.steps:
                 seed = settings.seed + state.step
-                train_loss = estimate_loss(model, train_data, settings, seed)
-                state.val_loss = estimate_loss(model, val_data, settings, seed)
+                train_loss = estimate_loss(runner, train_data, settings, seed)
+                state.val_loss = estimate_loss(runner, val_data, settings, seed)
                 improved = state.val_loss < state.best_val_loss
                 state.best_val_loss = min(state.best_val_loss, state.val_loss)
                 record(kind="eval", step=state.step, train_loss=train_loss, val_loss=state.val_loss)
@@ -182,11 +145,7 @@ def run_training(model, optimizer, settings, train_data, val_data, ckpt_path, rn
                 interval_start = time.perf_counter()
         if state.step == end and end < settings.steps:
             save()
-    return "done", state
-
-
-def _json_float(x):
-    return None if not math.isfinite(x) else float(x)
+    return "done"
 
 
 def _duration(seconds):

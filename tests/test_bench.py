@@ -1,17 +1,23 @@
 """The benchmark's logic on a tiny model: the record has every field, the numbers are
 positive and finite (no timing thresholds), the command writes JSON, and --compare-torch
-without PyTorch is one clear error line with exit code 2."""
+without PyTorch is one clear error line with exit code 2.  The bandwidth test runs on small
+arrays here (not 3 x 128 MiB); the memory subprocess has its own timeout (bench/memory.py)."""
 import json
 import math
 import sys
 
+import numpy as np
 import pytest
 
 from numpy_llm import bench
+from numpy_llm.bench import timing
+from numpy_llm.bench.torch_twin import build_torch_model, torch_name
 from numpy_llm.cli import main
+from numpy_llm.model import param_shapes
 
 TINY = bench.BenchConfig("tiny", n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2)
 SPEED_FIELDS = ("median_ms", "min_ms", "max_ms", "tokens_per_s", "gflops", "pct_of_peak")
+SMALL_BANDWIDTH = 2 ** 16          # float32 elements per array of the bandwidth test
 
 
 def positive_finite(x):
@@ -29,7 +35,7 @@ def test_step_flops_formula():
 
 def test_run_bench_record_fields():
     record = bench.run_bench([TINY], steps=2, warmup=1, memory=True, gen_tokens=3, peak_size=64,
-                             memory_steps=1, settle=0.0)
+                             memory_steps=1, settle=0.0, bandwidth_size=SMALL_BANDWIDTH)
     assert record["steps"] == 2 and record["warmup"] == 1
     assert record["prime_steps"] == bench.DEFAULT_PRIME_STEPS
     assert positive_finite(record["machine"]["bandwidth_gbs"])
@@ -61,7 +67,8 @@ def test_timed_primes_with_untimed_calls_first():
     assert len(calls) == 3 and seconds >= 0
 
 
-def test_command_writes_json(tmp_path, capsys):
+def test_command_writes_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(timing, "BANDWIDTH_ELEMENTS", SMALL_BANDWIDTH)
     out = tmp_path / "bench.json"
     code = main(["bench", "--configs", "baby", "--steps", "1", "--warmup", "0", "--no-memory",
                  "--gen-tokens", "0", "--peak-size", "64", "--settle", "0", "--json", str(out)])
@@ -88,9 +95,25 @@ def test_compare_torch_without_torch_is_one_line_exit_2(monkeypatch, capsys):
 def test_compare_torch_same_initial_loss():
     pytest.importorskip("torch")
     record = bench.run_bench([TINY], steps=1, warmup=1, compare_torch=True, memory=False,
-                             gen_tokens=0, peak_size=64, settle=0.0)
+                             gen_tokens=0, peak_size=64, settle=0.0, bandwidth_size=SMALL_BANDWIDTH)
     (entry,) = record["results"]
     assert entry["losses_match"], entry["initial_loss_diff"]
     assert positive_finite(entry["impls"]["pytorch"]["median_ms"])
     assert positive_finite(entry["ratio_ours_over_torch"])
     assert positive_finite(entry["sgemm_gflops"]["pytorch"])
+
+
+def test_torch_twin_holds_every_registry_parameter():
+    torch = pytest.importorskip("torch")
+    host = bench.host_params_for(TINY, 0)
+    twin = build_torch_model(torch, TINY.model_config(), host).state_dict()
+    for name in param_shapes(TINY.model_config()):
+        key, transposed = torch_name(name)
+        np.testing.assert_array_equal(twin.pop(key).numpy(), host[name].T if transposed else host[name])
+    assert not twin, f"twin parameters not in the registry: {list(twin)}"
+
+
+def test_workers_on_the_gpu_is_a_usage_error(capsys):
+    assert main(["bench", "--xp", "cupy", "--workers", "2", "--no-memory"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--workers" in err[0]

@@ -1,6 +1,8 @@
 """A float32 model stays float32: no NumPy float64 scalar or constant may promote an
 activation, a gradient, a parameter or the optimizer state (which would silently double
 the memory traffic and run float64 arithmetic)."""
+import dataclasses
+
 import numpy as np
 
 from numpy_llm.backend import Backend
@@ -11,7 +13,7 @@ CONFIG = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=16)
 
 
 def float_arrays(obj, found=None):
-    """Every floating-point ndarray inside nested tuples, lists and dicts."""
+    """Every floating-point ndarray inside nested caches (named tuples, dataclasses), lists and dicts."""
     found = [] if found is None else found
     if isinstance(obj, np.ndarray):
         if np.issubdtype(obj.dtype, np.floating):
@@ -22,6 +24,8 @@ def float_arrays(obj, found=None):
     elif isinstance(obj, dict):
         for item in obj.values():
             float_arrays(item, found)
+    elif dataclasses.is_dataclass(obj):
+        float_arrays(vars(obj), found)
     return found
 
 

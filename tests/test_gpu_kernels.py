@@ -1,227 +1,245 @@
-"""The fused GPU kernels (numpy_llm/gpu_kernels.py), proven without a GPU: each kernel body is
-compiled as plain C++ (double precision) in a loop over the elements, run on NumPy arrays, and
-compared with the NumPy layer it replaces; then the layers' CuPy branches are run with these
-CPU kernels in place of CuPy's (gradcheck suite, one training step).  Skipped where no C++
-compiler is found."""
+"""The fused GPU kernels, proven without a GPU.  Every kernel registered in
+``gpu_kernels.KERNELS`` (each layer declares its own, in its "GPU fusion" section) is compiled
+as plain C++ (T = double) in a loop over the elements and run on NumPy arrays.  Then
+``gpu_kernels.on_gpu`` and ``gpu_kernels.launch`` are patched so that the layers and AdamW take
+their fused path on NumPy with these CPU kernels: each layer's fused result must match its
+plain NumPy math to 1e-12, the gradcheck suite must pass through the fused call sites, and a
+training step must match the plain one.  Skipped where no C++ compiler is found."""
+import contextlib
 import ctypes
 import shutil
 import subprocess
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import numpy_llm  # noqa: F401  (imports the layers, which register their kernels)
 from gradcheck import TOLERANCE, suite
-from numpy_llm import optim
+from numpy_llm import gpu_kernels, optim
 from numpy_llm.backend import Backend
-from numpy_llm.gpu_kernels import KERNELS, fused_kernels, preamble
 from numpy_llm.layers import attention, cross_entropy, gelu, layernorm
 from numpy_llm.model import ModelConfig, TinyTransformerLM
-from numpy_llm.layers.attention import softmax_backward_inplace, softmax_inplace
-from numpy_llm.layers.gelu import gelu_backward, gelu_forward
-from numpy_llm.layers.layernorm import EPS, layernorm_backward, layernorm_forward
-from numpy_llm.optim import AdamW
+from numpy_llm.optim import AdamW, clip_grads
 
 CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the kernels for the CPU")
 MATCH = 1e-12       # float64 kernel vs float64 NumPy: the same formulas, rounding differs slightly
-
-
-C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64)}
+C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64), "int32": ("int", np.int32)}
 
 
 def params(spec):
-    """'raw int64 targets, T scale' -> [(raw, C type, NumPy dtype, name), ...]."""
+    """'T probs, raw int64 targets' -> [(raw, C type, NumPy dtype, name), ...] (CuPy's syntax)."""
     out = []
     for param in spec.split(","):
-        words = param.split()
-        raw = words[0] == "raw"
-        c_type, dtype = C_TYPES[words[-2]]
-        out.append((raw, c_type, dtype, words[-1]))
+        *words, name = param.split()
+        assert words[-1] in C_TYPES, f"the CPU harness knows no parameter type {words[-1]!r}"
+        out.append((words[0] == "raw", *C_TYPES[words[-1]], name))
     return out
 
 
-def compile_kernel(tmp_path, name, body=None):
-    """Returns kernel(*inputs, *outputs) that runs the body over every element, like CuPy's
-    ElementwiseKernel: outputs may be left out (then allocated with the inputs' broadcast
-    shape) and are returned (one array, or a tuple).  T is double here."""
-    inputs, outputs, kernel_body = KERNELS[name]
-    ins_spec, outs_spec = params(inputs), params(outputs)
-    body = kernel_body if body is None else body
-    lines = ["#include <cmath>", "using namespace std;", "typedef double T;", preamble(),
-             'extern "C" void run(long n, void** inputs_, void** outputs_) {',
+def kernel_source(k, kernel):
+    """C++ for one kernel, as ``run_k(n, inputs, outputs)``: the body once per element ``i``;
+    an output is loaded before the body (in-place kernels read it) and stored after it."""
+    ins, outs = params(kernel.inputs), params(kernel.outputs)
+    lines = [kernel.preamble(), f'extern "C" void run_{k}(long n, void** ins, void** outs) {{',
              "  for (long i = 0; i < n; ++i) {"]
-    for k, (raw, c_type, _, p) in enumerate(ins_spec):
-        lines.append(f"    const {c_type}* {p} = (const {c_type}*)inputs_[{k}];" if raw else
-                     f"    const {c_type} {p} = ((const {c_type}*)inputs_[{k}])[i];")
-    lines += [f"    {c_type} {p} = (({c_type}*)outputs_[{k}])[i];" for k, (_, c_type, _, p) in enumerate(outs_spec)]
-    lines += ["    {", body, "    }"]
-    lines += [f"    (({c_type}*)outputs_[{k}])[i] = {p};" for k, (_, c_type, _, p) in enumerate(outs_spec)]
-    lines += ["  }", "}"]
-    source = tmp_path / f"{name}.cpp"
-    library = tmp_path / f"{name}.so"
-    source.write_text("\n".join(lines))
-    subprocess.run([CXX, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)], check=True,
-                   capture_output=True)
-    run = ctypes.CDLL(str(library)).run
-    run.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
+    lines += [f"    const {c}* {p} = (const {c}*)ins[{j}];" if raw else
+              f"    const {c} {p} = ((const {c}*)ins[{j}])[i];" for j, (raw, c, _, p) in enumerate(ins)]
+    lines += [f"    {c} {p} = (({c}*)outs[{j}])[i];" for j, (_, c, _, p) in enumerate(outs)]
+    lines += ["    {", kernel.body, "    }"]
+    lines += [f"    (({c}*)outs[{j}])[i] = {p};" for j, (_, c, _, p) in enumerate(outs)]
+    lines += ["  }", "}"] + [f"#undef {name}" for name, _ in kernel.constants]   # no leaks to the next
+    return "\n".join(lines)
 
-    def kernel(*args):
+
+def compile_kernels(folder, kernels):
+    """One shared library for ``kernels`` (FusedKernels); returns {name: function} where
+    function(*inputs, *outputs) behaves like CuPy's ElementwiseKernel: inputs broadcast to the
+    outputs, which may be left out (then allocated with the inputs' broadcast shape) and are
+    returned (one array, or a tuple)."""
+    source, library = folder / "kernels.cpp", folder / "kernels.so"
+    source.write_text("\n".join(["#include <cmath>", "using namespace std;", "typedef double T;"] +
+                                [kernel_source(k, kernel) for k, kernel in enumerate(kernels)]))
+    done = subprocess.run([CXX, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(library))
+    return {kernel.name: cpu_launcher(kernel, getattr(lib, f"run_{k}")) for k, kernel in enumerate(kernels)}
+
+
+def cpu_launcher(kernel, run):
+    ins_spec, outs_spec = params(kernel.inputs), params(kernel.outputs)
+    pointers = lambda arrays: (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+
+    def launch(*args):
+        assert len(args) in (len(ins_spec), len(ins_spec) + len(outs_spec)), (kernel.name, len(args))
         ins, outs = args[:len(ins_spec)], args[len(ins_spec):]
-        elementwise = [a for a, (raw, *_) in zip(ins, ins_spec) if not raw]
         if not outs:
-            shape = np.broadcast_shapes(*(np.shape(a) for a in elementwise))
+            shape = np.broadcast_shapes(*(np.shape(a) for a, (raw, *_) in zip(ins, ins_spec) if not raw))
             outs = tuple(np.empty(shape) for _ in outs_spec)
         shape = outs[0].shape
-        ins = [np.ascontiguousarray(a, dtype=dtype) if raw else
-               np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), shape))
-               for a, (raw, _, dtype, _) in zip(ins, ins_spec)]
+        for a, (raw, _, dtype, name) in zip(ins, ins_spec):
+            assert not raw or a.dtype == dtype, f"{kernel.name}: raw {name} must be {dtype}, not {a.dtype}"
+        flat_ins = [np.ascontiguousarray(a) if raw else
+                    np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype=dtype), shape))
+                    for a, (raw, _, dtype, _) in zip(ins, ins_spec)]
         flat_outs = [np.ascontiguousarray(o, dtype=np.float64).reshape(-1) for o in outs]
-        pointers = lambda arrays: (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        run(int(np.prod(shape)), pointers(ins), pointers(flat_outs))
+        run(ctypes.c_long(int(np.prod(shape))), pointers(flat_ins), pointers(flat_outs))
         for o, flat in zip(outs, flat_outs):
             o[...] = flat.reshape(shape)
         return outs[0] if len(outs) == 1 else outs
-    return kernel
-
-
-def assert_close(actual, expected):
-    scale = max(float(np.max(np.abs(expected))), 1.0)
-    assert float(np.max(np.abs(actual - expected))) <= MATCH * scale
+    return launch
 
 
 @pytest.fixture(scope="module")
 def cpu_kernels(tmp_path_factory):
-    """Every kernel compiled for the CPU (once per test run), by name."""
-    folder = tmp_path_factory.mktemp("kernels")
-    return {name: compile_kernel(folder, name) for name in KERNELS}
+    """Every registered kernel compiled for the CPU, once per test run, by name."""
+    return compile_kernels(tmp_path_factory.mktemp("kernels"), list(gpu_kernels.KERNELS.values()))
 
 
-def route_layers_to(kernels, monkeypatch):
-    """Make the layers and AdamW take their CuPy branch, running ``kernels`` (the ones compiled
-    for the CPU): this proves the call sites (argument order, shapes, in-place outputs) without
-    a GPU."""
-    namespace = SimpleNamespace(**kernels)
-    for module in (gelu, layernorm, attention, cross_entropy, optim):
-        monkeypatch.setattr(module, "fused_kernels", lambda xp: namespace)
+@contextlib.contextmanager
+def fused_path(kernels):
+    """Inside, NumPy arrays count as 'on the GPU', so every layer and AdamW takes its fused path,
+    and ``launch`` runs ``kernels`` (compiled for the CPU).  Yields the names launched, in order."""
+    launched = []
+
+    def launch(kernel, *args):
+        assert gpu_kernels.KERNELS[kernel.name] is kernel, kernel.name     # a registered kernel
+        launched.append(kernel.name)
+        return kernels[kernel.name](*args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu_kernels, "on_gpu", lambda array: isinstance(array, np.ndarray))
+        patch.setattr(gpu_kernels, "launch", launch)
+        yield launched
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
+def assert_same(actual, expected, where="result"):
+    """Arrays to MATCH (relative to max(|expected|, 1)), through tuples, named tuples and dicts."""
+    if hasattr(expected, "_asdict"):                      # a cache: compare field by field
+        actual, expected = actual._asdict(), expected._asdict()
+    if isinstance(expected, dict):
+        assert actual.keys() == expected.keys(), where
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, (tuple, list)):
+        assert len(actual) == len(expected), where
+        for n, (a, e) in enumerate(zip(actual, expected)):
+            assert_same(a, e, f"{where}[{n}]")
+    elif isinstance(expected, (np.ndarray, np.generic, float)):
+        actual, expected = np.asarray(actual), np.asarray(expected)
+        assert actual.shape == expected.shape and actual.dtype == expected.dtype, where
+        assert np.array_equal(np.isinf(actual), np.isinf(expected)), where      # masked scores
+        finite = np.isfinite(expected)
+        scale = max(float(np.max(np.abs(expected[finite]), initial=0.0)), 1.0)
+        error = float(np.max(np.abs(actual[finite] - expected[finite]), initial=0.0))
+        assert error <= MATCH * scale, f"{where}: max error {error:.2e} > {MATCH:.0e} x {scale:.3g}"
+    else:
+        assert actual == expected, where
 
 
-def test_only_cupy_gets_fused_kernels():
-    assert fused_kernels(np) is None
+# One case per kernel: (inputs made with a NumPy rng) -> a call of the layer whose fused path
+# launches that kernel.  The case runs twice, plain and fused, and the results must match.
+def gelu_case(rng, backward):
+    x = 3.0 * rng.standard_normal((4, 5, 6))              # GELU's bend and both tails
+    (_, cache), dout = gelu.gelu_forward(x), rng.standard_normal(x.shape)
+    return lambda: gelu.gelu_backward(dout, cache) if backward else gelu.gelu_forward(x)
 
 
-def test_gelu_kernels_match_the_layer(cpu_kernels, rng):
-    x = 3.0 * rng.standard_normal((4, 5, 6))
+def layernorm_case(rng, backward):
+    x, gamma, beta = 2.0 + 3.0 * rng.standard_normal((2, 6, 8)), rng.standard_normal(8), rng.standard_normal(8)
+    _, cache = layernorm.layernorm_forward(x, gamma, beta)
     dout = rng.standard_normal(x.shape)
-    out, phi = np.empty_like(x), np.empty_like(x)
-    cpu_kernels["gelu_forward"](x, out, phi)
-    expected_out, (_, expected_phi) = gelu_forward(x.copy())
-    assert_close(out, expected_out)
-    assert_close(phi, expected_phi)
-    dx = np.empty_like(x)
-    cpu_kernels["gelu_backward"](x, phi, dout, dx)
-    assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
+    return lambda: layernorm.layernorm_backward(dout, cache) if backward else layernorm.layernorm_forward(x, gamma, beta)
 
 
-def test_layernorm_kernels_match_the_layer(cpu_kernels, rng):
-    x = 2.0 + 3.0 * rng.standard_normal((6, 8))
-    gamma, beta = rng.standard_normal(8), rng.standard_normal(8)
-    dout = rng.standard_normal(x.shape)
-    mean = x.mean(axis=1, keepdims=True)
-    rstd = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + EPS)
-    xhat, out = np.empty_like(x), np.empty_like(x)
-    cpu_kernels["layernorm_forward"](x, mean, rstd, gamma, beta, xhat, out)
-    expected_out, cache = layernorm_forward(x, gamma, beta)
-    assert_close(out, expected_out)
-    assert_close(xhat, cache[0])
-    mean_dxhat = (dout @ gamma)[:, None] / 8
-    mean_dxhat_xhat = ((dout * xhat) @ gamma)[:, None] / 8
-    dx = np.empty_like(x)
-    cpu_kernels["layernorm_backward"](dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat, dx)
-    assert_close(dx, layernorm_backward(dout, cache)[0])
+def softmax_case(rng, backward):
+    scores = 4.0 * rng.standard_normal((2, 3, 5, 5)) + attention.causal_mask(np, 5, 5, "float64")
+    probs, dprobs = attention.softmax(scores), rng.standard_normal(scores.shape)
+    return lambda: attention.softmax_backward(dprobs, probs) if backward else attention.softmax(scores)
 
 
-def test_softmax_kernels_match_the_layer(cpu_kernels, rng):
-    scores = 4.0 * rng.standard_normal((2, 3, 5, 5))
-    dprobs = rng.standard_normal(scores.shape)
-    probs = scores.copy()
-    cpu_kernels["softmax_exp"](probs.max(axis=-1, keepdims=True), probs)
-    probs /= probs.sum(axis=-1, keepdims=True)
-    expected_probs = softmax_inplace(scores.copy())
-    assert_close(probs, expected_probs)
-    dscores = dprobs.copy()
-    row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
-    cpu_kernels["softmax_backward"](probs, row_dot, dscores)
-    assert_close(dscores, softmax_backward_inplace(dprobs.copy(), expected_probs))
+def cross_entropy_case(rng):
+    logits, targets = 3.0 * rng.standard_normal((6, 5)), rng.integers(0, 5, size=6)
+    _, cache = cross_entropy.cross_entropy_forward(logits, targets)
+    return lambda: cross_entropy.cross_entropy_backward(0.7, cache)
 
 
-def test_cross_entropy_kernel_matches_the_layer(cpu_kernels, rng):
-    logits = 3.0 * rng.standard_normal((6, 5))
-    targets = rng.integers(0, 5, size=6)
-    _, (probs, _) = cross_entropy.cross_entropy_forward(logits, targets)
-    dlogits = probs.copy()
-    cpu_kernels["cross_entropy_backward"](targets, 5, 0.7 / 6, dlogits)
-    expected, _ = cross_entropy.cross_entropy_backward(0.7, (probs.copy(), targets))
-    assert_close(dlogits, expected)
+def adamw_case(rng):
+    """Three steps on a matrix (weight decay) and a vector (none); returns params, m, v."""
+    start = {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(5)}
+    grads = [{name: rng.standard_normal(p.shape) for name, p in start.items()} for _ in range(3)]
+
+    def steps():
+        params = {name: p.copy() for name, p in start.items()}
+        optimizer = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+        for g in grads:
+            optimizer.step(params, {name: x.copy() for name, x in g.items()})
+        return params, optimizer.m, optimizer.v
+    return steps
 
 
-@pytest.mark.parametrize("shape", [(4, 3), (5,)], ids=["matrix (weight decay)", "vector (none)"])
-def test_adamw_kernel_matches_the_optimizer(cpu_kernels, rng, shape):
-    params = {"p": rng.standard_normal(shape)}
-    kernel_p, m, v = params["p"].copy(), np.zeros(shape), np.zeros(shape)
-    optimizer = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
-    kernel = cpu_kernels["adamw"]
-    for step in range(1, 4):
-        g = rng.standard_normal(shape)
-        optimizer.step(params, {"p": g})
-        c1, c2 = 1 - 0.9 ** step, 1 - 0.99 ** step
-        decay = 1 - 0.01 * 0.1 if len(shape) >= 2 else 1.0
-        kernel(g, 0.9, 0.99, 0.01 * np.sqrt(c2) / c1, 1e-8 * np.sqrt(c2), decay, kernel_p, m, v)
-    assert_close(kernel_p, params["p"])
-    assert_close(m, optimizer.m["p"])
-    assert_close(v, optimizer.v["p"])
+CASES = {"gelu_forward": lambda rng: gelu_case(rng, False), "gelu_backward": lambda rng: gelu_case(rng, True),
+         "layernorm_forward": lambda rng: layernorm_case(rng, False),
+         "layernorm_backward": lambda rng: layernorm_case(rng, True),
+         "softmax_exp": lambda rng: softmax_case(rng, False), "softmax_backward": lambda rng: softmax_case(rng, True),
+         "cross_entropy_backward": cross_entropy_case, "adamw": adamw_case}
 
 
-def test_a_wrong_kernel_body_is_caught(tmp_path, rng):
+@pytest.mark.parametrize("name", sorted(gpu_kernels.KERNELS))
+def test_each_kernel_matches_the_layers_numpy_math(cpu_kernels, name):
+    assert name in CASES, f"kernel {name!r} has no comparison with its layer's NumPy math: add a case"
+    call = CASES[name](np.random.default_rng(0))
+    expected = call()
+    with fused_path(cpu_kernels) as launched:
+        actual = call()
+    assert name in launched, f"the layer did not launch {name} on its fused path"
+    assert_same(actual, expected, name)
+
+
+def test_every_case_has_a_registered_kernel():
+    assert set(CASES) <= set(gpu_kernels.KERNELS), set(CASES) - set(gpu_kernels.KERNELS)
+
+
+def test_a_wrong_kernel_body_is_caught(cpu_kernels, tmp_path):
     """The check can fail: GELU's backward without the product rule's phi term."""
-    x = 3.0 * rng.standard_normal((4, 6))
-    dout = rng.standard_normal(x.shape)
-    _, (_, phi) = gelu_forward(x.copy())
-    wrong_body = KERNELS["gelu_backward"][2].replace("(T(1) + T(2) * x", "(T(2) * x")
-    assert wrong_body != KERNELS["gelu_backward"][2]
-    dx = np.empty_like(x)
-    compile_kernel(tmp_path, "gelu_backward", body=wrong_body)(x, phi, dout, dx)
-    with pytest.raises(AssertionError):
-        assert_close(dx, gelu_backward(dout, (x, phi.copy()))[0])
+    right = gpu_kernels.KERNELS["gelu_backward"]
+    wrong = right._replace(body=right.body.replace("(T(1) + T(2) * x", "(T(2) * x"))
+    assert wrong.body != right.body
+    kernels = dict(cpu_kernels, **compile_kernels(tmp_path, [wrong]))
+    call = CASES["gelu_backward"](np.random.default_rng(0))
+    expected = call()
+    with fused_path(kernels), pytest.raises(AssertionError, match="max error"):
+        assert_same(call(), expected)
+    with fused_path(kernels):                          # and the gradcheck suite fails on it too
+        gelu_results = [r for r in suite.layer_checks(np) if r.component == "gelu"]
+    assert gelu_results and not all(r.passed for r in gelu_results)
 
 
-def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels, monkeypatch):
-    route_layers_to(cpu_kernels, monkeypatch)
-    results = suite.run_suite(Backend("numpy", "float64"))
+def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels):
+    with fused_path(cpu_kernels) as launched:
+        results = suite.run_suite(Backend("numpy", "float64"))
     assert results
     for r in results:
         assert r.rel_error <= TOLERANCE, r.describe()
+    assert set(launched) == set(gpu_kernels.KERNELS) - {optim.ADAMW.name}    # the suite has no optimizer
 
 
-def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_kernels, monkeypatch):
-    config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8)
+def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_kernels):
+    config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.1)
     data = np.random.default_rng(0).integers(0, 256, size=(3, 9))
 
     def one_step():
         model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=0)
-        optimizer = optim.AdamW(model.params, lr=0.01, weight_decay=0.1)
-        loss, grads = model.loss_and_grads(data[:, :-1], data[:, 1:])
+        optimizer = AdamW(model.params, lr=0.01, weight_decay=0.1)
+        loss, grads = model.loss_and_grads(data[:, :-1], data[:, 1:], rng=np.random.default_rng(1))
+        grads = {name: g.copy() for name, g in grads.items()}
+        norm = clip_grads(grads, 0.5)
         optimizer.step(model.params, grads)
-        return float(loss), {n: g.copy() for n, g in grads.items()}, model.params
+        return float(loss), norm, grads, model.params, optimizer.m, optimizer.v
     plain = one_step()
-    route_layers_to(cpu_kernels, monkeypatch)
-    fused = one_step()
-    assert abs(plain[0] - fused[0]) < 1e-12
-    for name in plain[1]:
-        assert_close(fused[1][name], plain[1][name])
-        assert_close(fused[2][name], plain[2][name])
+    with fused_path(cpu_kernels) as launched:
+        fused = one_step()
+    _, plain_norm, *_ = plain
+    assert plain_norm > 0.5                            # the clip did scale the gradients
+    assert set(launched) == set(gpu_kernels.KERNELS), "every kernel runs in a training step"
+    assert_same(fused, plain, "step")

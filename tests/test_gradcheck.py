@@ -74,31 +74,28 @@ def test_check_gradients_pass_fail_and_shape_check():
 
 def layernorm_backward_no_xhat_term(dout, cache):
     """Drops ``- xhat * mean(dxhat * xhat)``: the variance's dependence on x."""
-    xhat, rstd, gamma = cache
     _, grads = layernorm_backward(dout, cache)
-    dxhat = dout * gamma
-    return (dxhat - dxhat.mean(axis=-1, keepdims=True)) * rstd, grads
+    dxhat = dout * cache.gamma
+    return (dxhat - dxhat.mean(axis=-1, keepdims=True)) * cache.rstd, grads
 
 
 def gelu_backward_no_tanh_slope(dout, cache):
     """Drops ``x dphi/dx`` (phi = 0.5 (1 + tanh u)): treats the gate as a constant."""
-    x, phi = cache
-    return dout * phi, {}
+    return dout * cache.phi, {}
 
 
 def attention_backward_no_row_sum(dout, cache):
     """Softmax backward without ``- sum_j dprobs * probs``: dscores = probs * dprobs."""
-    q, k, v, probs, probs_used, drop_cache, scale = cache
-    dv = probs_used.swapaxes(-1, -2) @ dout
-    dscores = probs * (dout @ v.swapaxes(-1, -2)) * scale
-    return (dscores @ k, dscores.swapaxes(-1, -2) @ q, dv), {}
+    dv = cache.dropped.swapaxes(-1, -2) @ dout
+    dscores = cache.probs * (dout @ cache.v.swapaxes(-1, -2)) * cache.scale
+    return (dscores @ cache.k, dscores.swapaxes(-1, -2) @ cache.q, dv), {}
 
 
 def embedding_backward_assign(dx, cache):
     """Writes each occurrence's gradient into its token row (assignment: the last one wins)
     instead of adding them up."""
     _, grads = embedding_backward(dx, cache)
-    idx = cache[0]
+    idx = cache.idx
     C = dx.shape[-1]
     dwte = np.zeros_like(grads["wte"])
     dwte[idx.reshape(-1)] = dx.reshape(-1, C)

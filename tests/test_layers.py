@@ -7,7 +7,7 @@ import pytest
 from gradcheck import TOLERANCE, check_layer, suite
 from numpy_llm.layers.attention import (causal_attention_backward, causal_attention_forward,
                                         causal_mask, self_attention_backward, self_attention_forward,
-                                        softmax_inplace)
+                                        softmax)
 from numpy_llm.layers.block import block_backward, block_forward
 from numpy_llm.layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from numpy_llm.layers.dropout import dropout_backward, dropout_forward
@@ -17,6 +17,7 @@ from numpy_llm.layers.layernorm import EPS as LN_EPS
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
+from numpy_llm.layers.rows import row_dot, row_mean, row_sum
 
 FORWARD_TOL = 1e-12      # float64 identities computed with the same operations (other shapes/slices)
 REIMPL_TOL = 1e-10       # float64, against an independent re-implementation (other order of operations)
@@ -70,32 +71,23 @@ def test_gelu_gradients_over_wide_range(rng):
     assert_all_pass(check_layer(gelu_forward, gelu_backward, {"x": x}, "gelu"), ["x"])
 
 
-class _SameMaskRng:
-    """Draws the same uniform numbers on every call: dropout's mask is a constant of the check."""
-
-    def __init__(self, seed):
-        self.seed = seed
-
-    def random(self, shape, dtype):
-        return np.random.default_rng(self.seed).random(shape, dtype=dtype)
-
-
 def test_dropout_gradients_with_fixed_mask(rng):
     x = randn(rng, 3, 4, 5)
     results = check_layer(dropout_forward, dropout_backward, {"x": x}, "dropout",
-                          static={"p": 0.5, "rng": _SameMaskRng(3)})
+                          static={"p": 0.5, "rng": suite.FixedRng(3)})
     assert_all_pass(results, ["x"])
 
 
 def test_dropout_forward_is_inverted_dropout():
     x = np.ones((200, 100))
     p = 0.25
-    out, keep = dropout_forward(x, p, _SameMaskRng(0))
+    out, cache = dropout_forward(x, p, suite.FixedRng(0))
     expected_keep = (np.random.default_rng(0).random(x.shape, dtype=np.float32) >= p) / (1 - p)
     np.testing.assert_array_equal(out, expected_keep)
     assert set(np.unique(out)) == {0.0, 1.0 / (1 - p)}
+    np.testing.assert_array_equal(cache.keep, expected_keep)
     out_eval, cache = dropout_forward(x, p, None)
-    assert out_eval is x and cache is None
+    assert out_eval is x and cache.keep is None
 
 
 def test_embedding_gradients_repeated_tokens(rng):
@@ -127,7 +119,7 @@ def test_attention_core_gradients(rng, shape_q, shape_kv):
 def test_attention_core_gradients_with_dropout(rng):
     arrays = {"q": randn(rng, 2, 2, 5, 4), "k": randn(rng, 2, 2, 5, 4), "v": randn(rng, 2, 2, 5, 4)}
     results = check_layer(causal_attention_forward, causal_attention_backward, arrays, "attention",
-                          static={"dropout": 0.3, "rng": _SameMaskRng(5)}, input_names=("q", "k", "v"))
+                          static={"dropout": 0.3, "rng": suite.FixedRng(5)}, input_names=("q", "k", "v"))
     assert_all_pass(results, ["q", "k", "v"])
 
 
@@ -158,7 +150,7 @@ def test_block_gradients_with_dropout(rng):
          "mlp.w_fc": randn(rng, C, 4 * C, scale=0.5), "mlp.b_fc": randn(rng, 4 * C),
          "mlp.w_proj": randn(rng, 4 * C, C, scale=0.5), "mlp.b_proj": randn(rng, C)}
     arrays = dict(p, x=randn(rng, 2, 4, C))
-    results = check_layer(lambda x, **params: block_forward(x, params, n_head, 0.2, _SameMaskRng(9)),
+    results = check_layer(lambda x, **params: block_forward(x, params, n_head, 0.2, suite.FixedRng(9)),
                           block_backward, arrays, "block")
     assert_all_pass(results, list(arrays))
 
@@ -207,7 +199,7 @@ def test_gelu_exact_values(x, expected):
 def test_softmax_rows_sum_to_one_and_mask_is_exact(rng):
     q, k, v = randn(rng, 2, 3, 6, 4, scale=3.0), randn(rng, 2, 3, 6, 4, scale=3.0), randn(rng, 2, 3, 6, 4)
     _, cache = causal_attention_forward(q, k, v)
-    probs = cache[3]
+    probs = cache.probs
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=FORWARD_TOL)
     future = np.triu(np.ones((6, 6), dtype=bool), k=1)
     assert np.all(probs[..., future] == 0.0)                      # exactly zero, not just small
@@ -215,7 +207,7 @@ def test_softmax_rows_sum_to_one_and_mask_is_exact(rng):
     scores = randn(rng, 3, 5, scale=10.0)
     expected = np.exp(scores - scores.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
-    np.testing.assert_allclose(softmax_inplace(scores.copy()), expected, rtol=REIMPL_TOL)
+    np.testing.assert_allclose(softmax(scores.copy()), expected, rtol=REIMPL_TOL)
 
 
 def test_causal_mask_tq_less_than_tk():
@@ -273,3 +265,36 @@ def test_self_attention_head_layout_is_gpt2(rng):
         heads.append(probs @ v)
     expected = np.concatenate(heads, axis=-1) @ w_proj + b_proj
     np.testing.assert_allclose(out, expected, rtol=REIMPL_TOL, atol=REIMPL_TOL * np.abs(expected).max())
+
+
+def test_row_reductions_equal_the_plain_expressions(rng):
+    a, b = randn(rng, 3, 4, 7), randn(rng, 3, 4, 7)
+    np.testing.assert_allclose(row_sum(a), a.sum(axis=-1, keepdims=True), rtol=FORWARD_TOL)
+    np.testing.assert_allclose(row_mean(a), a.mean(axis=-1, keepdims=True), rtol=FORWARD_TOL)
+    np.testing.assert_allclose(row_dot(a, b), (a * b).sum(axis=-1, keepdims=True), rtol=FORWARD_TOL)
+
+
+@pytest.mark.parametrize("forward, backward, args", [
+    (linear_forward, linear_backward, ((2, 3, 4), (4, 5), (5,))),
+    (layernorm_forward, layernorm_backward, ((2, 3, 4), (4,), (4,))),
+    (gelu_forward, gelu_backward, ((2, 3, 4),)),
+    (mlp_forward, mlp_backward, ((2, 3, 4), (4, 16), (16,), (16, 4), (4,))),
+    (causal_attention_forward, causal_attention_backward, ((2, 2, 3, 4), (2, 2, 3, 4), (2, 2, 3, 4))),
+], ids=["linear", "layernorm", "gelu", "mlp", "attention"])
+def test_a_layer_backward_only_reads_its_cache(rng, forward, backward, args):
+    """The layer contract (layers/cache.py): calling a layer's backward twice gives the same answer."""
+    out, cache = forward(*(randn(rng, *shape) for shape in args))
+    dout = randn(rng, *out.shape)
+    first, second = backward(dout, cache), backward(dout, cache)
+    for a, b in zip(first[0] if isinstance(first[0], tuple) else (first[0],),
+                    second[0] if isinstance(second[0], tuple) else (second[0],)):
+        np.testing.assert_array_equal(a, b)
+    for name in first[1]:
+        np.testing.assert_array_equal(first[1][name], second[1][name])
+
+
+def test_cross_entropy_backward_twice_gives_the_same_gradient(rng):
+    _, cache = cross_entropy_forward(randn(rng, 5, 7), rng.integers(0, 7, size=5))
+    first, _ = cross_entropy_backward(1.0, cache)
+    second, _ = cross_entropy_backward(1.0, cache)
+    np.testing.assert_array_equal(first, second)

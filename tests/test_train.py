@@ -2,9 +2,11 @@
 import functools
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -17,7 +19,9 @@ from numpy_llm.checkpoint import load_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.optim import AdamW
-from numpy_llm.train import TrainSettings, train_step
+from numpy_llm.runner import ThreadRunner
+from numpy_llm.settings import TrainSettings
+from numpy_llm.train import train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
@@ -46,7 +50,7 @@ def test_gradient_accumulation_equals_the_big_batch(monkeypatch):
         model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=1)
         opt = AdamW(model.params)
         settings = TrainSettings(steps=10, batch_size=batch, grad_accum=accum, warmup_steps=0)
-        loss, norm, _ = train_step(model, opt, None, settings, 0, rng)
+        loss, norm, _ = train_step(ThreadRunner(model), opt, None, settings, 0, rng)
         results.append((loss, norm, model.params))
     (loss_a, norm_a, params_a), (loss_b, norm_b, params_b) = results
     assert loss_a == pytest.approx(loss_b, rel=1e-12)
@@ -88,18 +92,61 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, extra):
         np.testing.assert_array_equal(straight[key], split[key], err_msg=key)
 
 
+class StderrLines:
+    """A subprocess's stderr read by a thread, so that the test waits with a timeout and never hangs."""
+
+    def __init__(self, proc):
+        self.proc, self.lines = proc, queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in iter(self.proc.stderr.readline, ""):
+            self.lines.put(line)
+        self.lines.put(None)                                 # end of the stream
+
+    def wait_for(self, prefix, timeout):
+        """Wait until a line starts with ``prefix``; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line starting with {prefix!r} within {timeout} s")
+            if line is None:
+                pytest.fail(f"the process ended before a line starting with {prefix!r}")
+            if line.startswith(prefix):
+                return
+
+    def rest(self, timeout):
+        """Everything written after the last line read, once the process has exited (it is
+        killed after ``timeout`` seconds)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"the process did not exit within {timeout} s")
+        self.reader.join(timeout=10)
+        lines = []
+        while not self.lines.empty():
+            lines.append(self.lines.get() or "")
+        return "".join(lines)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     ckpt = tmp_path / "ckpt.npz"
     command = [sys.executable, os.path.join(REPO, "cli.py"), "train", *TINY, "--steps", "100000",
                "--eval-interval", "100000", "--ckpt", str(ckpt)]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    for line in proc.stderr:
-        if line.startswith("step 3/"):
-            break
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stderr.read()
-    assert proc.wait(timeout=60) == 0
+    stderr = StderrLines(proc)
+    try:
+        stderr.wait_for("step 3/", timeout=120)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rest = stderr.rest(timeout=120)
+    finally:
+        proc.kill()                                  # (a no-op when it has exited)
+    assert proc.returncode == 0
     assert "interrupted" in rest and str(ckpt) in rest and "Traceback" not in rest
     step = params_of(ckpt)[1]["step"]
     assert 3 <= step < 100000
@@ -111,7 +158,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     assert train(tmp_path, "--steps", "4", "--eval-interval", "2") == 0
     before = open(tmp_path / "ckpt.npz", "rb").read()
-    real_loss_and_grads = TinyTransformerLM.loss_and_grads
+    real_loss_and_grads = ThreadRunner.loss_and_grads             # once per micro-batch
     calls = {"n": 0}
 
     def poisoned(self, idx, targets, rng=None):
@@ -121,7 +168,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
             grads["wte"][0, 0] = np.nan
         return loss, grads
 
-    monkeypatch.setattr(TinyTransformerLM, "loss_and_grads", poisoned)
+    monkeypatch.setattr(ThreadRunner, "loss_and_grads", poisoned)
     capsys.readouterr()
     assert train(tmp_path, "--resume", "--steps", "10") == 1
     err = capsys.readouterr().err

@@ -1,11 +1,12 @@
 """``python cli.py bench``: training-step time, FLOP/s, memory and generation speed
-(optionally next to PyTorch); the measuring itself lives in ``numpy_llm/bench.py``."""
+(optionally next to PyTorch); the measuring itself lives in ``numpy_llm/bench/``."""
 import json
 import sys
 
 from .. import bench
 from ..errors import UsageError
-from ..parallel import available_cores
+from ..host_memory import keep_freed_memory
+from ..runner import available_cores
 from .options import add_array_module_flags, array_module_name
 
 
@@ -59,6 +60,9 @@ def run(args):
             or (args.prime is not None and args.prime < 0):
         raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens, "
                          "--settle and --prime >= 0")
+    if (args.workers or 1) > 1 and xp_name != "numpy":
+        raise UsageError(f"--workers > 1 splits the batch over CPU cores: it needs --xp numpy, not {xp_name}")
+    keep_freed_memory()                  # training steps run here, as in training (host_memory.py)
     if args.profile:
         for bc in configs:
             print(f"== {bc.name}")

@@ -6,7 +6,7 @@
 Needs matplotlib (``pip install matplotlib``); without it, one line on stderr and exit code 2.
 """
 from ..plots import plot_losses
-from ..train import companion_path
+from ..checkpoint import companion_path
 
 
 def configure(parser):

@@ -1,7 +1,9 @@
 """The layers, in the order a learner meets them; each is a ``*_forward`` / ``*_backward`` pair.
 
-    forward(inputs..., params...) -> (out, cache)
+    forward(inputs..., params...) -> (out, cache)        cache: a named tuple (cache.py)
     backward(dout, cache)         -> (dinput, {param_name: grad})
+
+Every layer's backward only reads its cache; cache.py states the contract.
 """
 from .embedding import embedding_backward, embedding_forward
 from .linear import linear_backward, linear_forward

@@ -25,23 +25,58 @@ attend to cached ones); the mask then lets query i see keys j <= i + (Tk - Tq).
 """
 import functools
 import math
+from typing import Any, NamedTuple
 
+from .. import gpu_kernels as gpu
 from ..backend import array_module
-from ..gpu_kernels import fused_kernels
-from .dropout import dropout_backward, dropout_forward
-from .linear import linear_backward, linear_forward
+from .dropout import DropoutCache, dropout_backward, dropout_forward
+from .linear import LinearCache, linear_backward, linear_forward
+from .rows import row_dot, row_sum
 
 
-@functools.lru_cache(maxsize=32)
+class AttentionCache(NamedTuple):
+    q: Any              # (..., Tq, hs) queries
+    k: Any              # (..., Tk, hs) keys
+    v: Any              # (..., Tk, hs) values
+    probs: Any          # (..., Tq, Tk) attention probabilities, softmax of the scores
+    dropped: Any        # (..., Tq, Tk) probs after dropout (probs itself when dropout is off)
+    probs_dropout: DropoutCache   # the mask applied to probs (keep None: no dropout)
+    scale: float        # 1 / sqrt(hs)
+
+
+class SelfAttentionCache(NamedTuple):
+    qkv: LinearCache            # x (B, T, C) and w_qkv (C, 3C)
+    attention: AttentionCache   # over (B, H, T, hs) heads
+    proj: LinearCache           # merged heads (B, T, C) and w_proj (C, C)
+    n_head: int
+
+
+@functools.lru_cache(maxsize=None)
 def causal_mask(xp, n_queries, n_keys, dtype_name):
-    """Additive mask (n_queries, n_keys): 0 where key j is visible to query i, -inf after it.
-
-    Built once per shape and reused (the scores get it added in place)."""
+    """(n_queries, n_keys) additive mask: 0 where key j is visible to query i, -inf where it
+    comes after it (j > i + n_keys - n_queries).  Built once per shape and reused."""
     offset = n_keys - n_queries
     future = xp.arange(n_keys)[None, :] > (xp.arange(n_queries)[:, None] + offset)
-    mask = xp.zeros((n_queries, n_keys), dtype=dtype_name)
-    mask[future] = -math.inf
-    return mask
+    return xp.where(future, -math.inf, 0.0).astype(dtype_name)
+
+
+def softmax(scores):
+    """Softmax over the last axis.  Subtracting the row max changes nothing mathematically
+    and keeps exp from overflowing; masked entries (-inf) become exactly 0."""
+    if gpu.on_gpu(scores):
+        return softmax_fused(scores)
+    xp = array_module(scores)
+    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
+    e /= row_sum(e)                                                        # probs = e / sum_j e
+    return e
+
+
+def softmax_backward(dprobs, probs):
+    """probs = softmax(scores)  ->  dscores = probs * (dprobs - sum_j dprobs_j probs_j)
+    (from d probs_i / d scores_j = probs_i (delta_ij - probs_j))."""
+    if gpu.on_gpu(dprobs):
+        return softmax_backward_fused(dprobs, probs)
+    return probs * (dprobs - row_dot(dprobs, probs))
 
 
 def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
@@ -53,77 +88,41 @@ def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
     Tq, hs = q.shape[-2:]
     Tk = k.shape[-2]
     scale = 1.0 / math.sqrt(hs)
-    scores = (q * scale) @ k.swapaxes(-1, -2)              # (..., Tq, Tk) = q k^T / sqrt(hs)
-    # (scaling q, Tq x hs numbers, is Tk / hs times less work than scaling the Tq x Tk scores)
-    scores += causal_mask(xp, Tq, Tk, scores.dtype.name)
-    probs = softmax_inplace(scores)                        # masked entries become exactly 0
-    probs_used, drop_cache = dropout_forward(probs, dropout, rng)
-    out = probs_used @ v                                   # (..., Tq, hs)
-    return out, (q, k, v, probs, probs_used, drop_cache, scale)
+    scores = (q * scale) @ k.swapaxes(-1, -2)                              # (..., Tq, Tk) = q k^T / sqrt(hs)
+    scores += causal_mask(xp, Tq, Tk, scores.dtype.name)                  # no peeking ahead
+    probs = softmax(scores)                                                # (..., Tq, Tk)
+    dropped, probs_dropout = dropout_forward(probs, dropout, rng)
+    out = dropped @ v                                                      # (..., Tq, hs)
+    return out, AttentionCache(q=q, k=k, v=v, probs=probs, dropped=dropped,
+                               probs_dropout=probs_dropout, scale=scale)
 
 
 def causal_attention_backward(dout, cache):
     """Gradients of q, k and v, shapes as in the forward.
 
-    Forward: scores = s * q @ k^T (+ mask), probs = softmax(scores), out = probs @ v
-    dv      = probs^T @ dout                         (..., Tk, Tq) @ (..., Tq, hs)
-    dprobs  = dout @ v^T                             (..., Tq, hs) @ (..., hs, Tk)
-    softmax, row-wise: dscores = probs * (dprobs - sum_j(dprobs * probs))
-      (masked entries have probs = 0, so no gradient flows to the future)
-    dq      = s * dscores @ k                        (..., Tq, Tk) @ (..., Tk, hs)
-    dk      = s * dscores^T @ q                      (..., Tk, Tq) @ (..., Tq, hs)
-    (the factor s is applied to dq and dk, hs columns each, not to the Tk columns of dscores)
+    out = dropped @ v                   ->  dv = dropped^T @ dout        (..., Tk, Tq) @ (..., Tq, hs)
+                                            ddropped = dout @ v^T        (..., Tq, hs) @ (..., hs, Tk)
+    dropped = dropout(probs)            ->  dprobs = dropout backward of ddropped
+    probs = softmax(scores)             ->  dscores = softmax backward   (masked entries have probs 0:
+                                                                          no gradient flows to the future)
+    scores = (q * scale) @ k^T          ->  dq = (dscores @ k) * scale   (..., Tq, Tk) @ (..., Tk, hs)
+                                            dk = (dscores^T @ q) * scale (..., Tk, Tq) @ (..., Tq, hs)
     """
-    q, k, v, probs, probs_used, drop_cache, scale = cache
-    dv = probs_used.swapaxes(-1, -2) @ dout
-    dprobs = dout @ v.swapaxes(-1, -2)
-    dprobs, _ = dropout_backward(dprobs, drop_cache)
-    dscores = softmax_backward_inplace(dprobs, probs)
-    dq = dscores @ k
-    dq *= scale
-    dk = dscores.swapaxes(-1, -2) @ q
-    dk *= scale
+    q, k, v, probs, scale = cache.q, cache.k, cache.v, cache.probs, cache.scale
+    dv = cache.dropped.swapaxes(-1, -2) @ dout
+    ddropped = dout @ v.swapaxes(-1, -2)
+    dprobs, _ = dropout_backward(ddropped, cache.probs_dropout)
+    dscores = softmax_backward(dprobs, probs)
+    dq = (dscores @ k) * scale
+    dk = (dscores.swapaxes(-1, -2) @ q) * scale
     return (dq, dk, dv), {}
-
-
-def softmax_inplace(scores):
-    """Softmax over the last axis, computed in the scores' own buffer.
-
-    probs = exp(scores - max) / sum(exp(scores - max)); subtracting the row max
-    changes nothing mathematically and keeps exp from overflowing."""
-    xp = array_module(scores)
-    kernels = fused_kernels(xp)
-    if kernels:                                            # CuPy: subtract and exp as one kernel
-        probs = kernels.softmax_exp(scores.max(axis=-1, keepdims=True), scores)
-    else:
-        scores -= scores.max(axis=-1, keepdims=True)
-        probs = xp.exp(scores, out=scores)
-    # row sums as an einsum contraction: several times faster than NumPy's sum over a short last axis
-    row_sums = xp.einsum("...j->...", probs)
-    probs *= (1.0 / row_sums)[..., None]                   # one division per row, then multiplies
-    return probs
-
-
-def softmax_backward_inplace(dprobs, probs):
-    """dscores = probs * (dprobs - sum_j dprobs * probs), in dprobs' buffer.
-
-    From d probs_i / d scores_j = probs_i (delta_ij - probs_j)."""
-    xp = array_module(dprobs)
-    # sum_j dprobs[..., j] * probs[..., j] per row, without a full-size temporary product
-    row_dot = xp.einsum("...j,...j->...", dprobs, probs)[..., None]
-    kernels = fused_kernels(xp)
-    if kernels:                                            # CuPy: the two lines below as one kernel
-        return kernels.softmax_backward(probs, row_dot, dprobs)
-    dprobs -= row_dot
-    dprobs *= probs
-    return dprobs
 
 
 def split_heads(qkv, n_head):
     """(B, T, 3C) -> q, k, v each (B, H, T, hs): views, no copy."""
     B, T, three_c = qkv.shape
     hs = three_c // (3 * n_head)
-    heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)   # (3, B, H, T, hs)
+    heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)      # (3, B, H, T, hs)
     return heads[0], heads[1], heads[2]
 
 
@@ -142,31 +141,47 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0,
     q, k, v = split_heads(qkv, n_head)                            # (B, H, T, hs) each
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)                              # (B, H, Tk, hs), Tk >= T
-    y, attn_cache = causal_attention_forward(q, k, v, dropout, rng)
-    out, proj_cache = linear_forward(merge_heads(y), w_proj, b_proj)
-    return out, (qkv_cache, attn_cache, proj_cache, n_head)
+    y, attention_cache = causal_attention_forward(q, k, v, dropout, rng)    # (B, H, T, hs)
+    out, proj_cache = linear_forward(merge_heads(y), w_proj, b_proj)        # (B, T, C)
+    return out, SelfAttentionCache(qkv=qkv_cache, attention=attention_cache, proj=proj_cache, n_head=n_head)
 
 
 def self_attention_backward(dout, cache):
     """Gradients of x and of w_qkv, b_qkv, w_proj, b_proj; every step undoes one forward line.
 
-    out = merge(y) @ w_proj + b_proj  ->  linear backward gives dmerged (B, T, C)
-    merge is a transpose+reshape      ->  its inverse gives dy (B, H, T, hs)
-    y = attention(q, k, v)            ->  dq, dk, dv (B, H, T, hs)
-    q, k, v = split(qkv)              ->  stacking them back gives dqkv (B, T, 3C)
-    qkv = x @ w_qkv + b_qkv           ->  linear backward gives dx (B, T, C)
+    out = merge_heads(y) @ w_proj + b_proj  ->  dmerged (B, T, C), dw_proj, db_proj
+    merged = merge_heads(y)                 ->  dy = dmerged split into heads (B, H, T, hs)
+    y = causal_attention(q, k, v)           ->  dq, dk, dv (B, H, T, hs)
+    q, k, v = split_heads(qkv)              ->  dqkv = merged dq, dk, dv side by side (B, T, 3C)
+    qkv = x @ w_qkv + b_qkv                 ->  dx (B, T, C), dw_qkv, db_qkv
     """
-    qkv_cache, attn_cache, proj_cache, n_head = cache
     xp = array_module(dout)
-    dmerged, proj_grads = linear_backward(dout, proj_cache)
+    dmerged, proj_grads = linear_backward(dout, cache.proj)
     B, T, C = dmerged.shape
-    dy = dmerged.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
-    (dq, dk, dv), _ = causal_attention_backward(dy, attn_cache)
-    dqkv = xp.empty((B, T, 3, n_head, C // n_head), dtype=dout.dtype)
-    dqkv_heads = dqkv.transpose(2, 0, 3, 1, 4)                    # (3, B, H, T, hs) view
-    dqkv_heads[0], dqkv_heads[1], dqkv_heads[2] = dq, dk, dv
-    del dq, dk, dv                                                # copied: free them before the next matmuls
-    dx, qkv_grads = linear_backward(dqkv.reshape(B, T, 3 * C), qkv_cache)
+    H = cache.n_head
+    dy = dmerged.reshape(B, T, H, C // H).transpose(0, 2, 1, 3)                 # (B, H, T, hs)
+    (dq, dk, dv), _ = causal_attention_backward(dy, cache.attention)
+    dqkv = xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)   # (B, T, 3C)
+    dx, qkv_grads = linear_backward(dqkv, cache.qkv)
     grads = {"w_qkv": qkv_grads["w"], "b_qkv": qkv_grads["b"],
              "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}
     return dx, grads
+
+
+# --- GPU fusion (CuPy only): softmax's elementwise steps as one kernel each (gpu_kernels.py) ---
+
+SOFTMAX_EXP = gpu.fused_kernel("softmax_exp", "T scores, T row_max", "T e", """
+    e = exp(scores - row_max);""")
+
+SOFTMAX_BACKWARD = gpu.fused_kernel("softmax_backward", "T probs, T dprobs, T row_dot", "T dscores", """
+    dscores = probs * (dprobs - row_dot);""")
+
+
+def softmax_fused(scores):
+    e = gpu.launch(SOFTMAX_EXP, scores, scores.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward_fused(dprobs, probs):
+    row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
+    return gpu.launch(SOFTMAX_BACKWARD, probs, dprobs, row_dot)

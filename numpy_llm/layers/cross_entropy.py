@@ -1,44 +1,62 @@
 """Softmax cross-entropy: the mean negative log-probability of the correct next byte.
 
     logits (N, V)     targets (N,) integers in [0, V)
-    logsumexp_i = m_i + log sum_v exp(logits[i, v] - m_i),  m_i = max_v logits[i, v]   (stable)
-    loss = mean_i (logsumexp_i - logits[i, targets_i])       scalar
+    m_i       = max_v logits[i, v]                                     (N, 1) for stability
+    logsumexp = m_i + log sum_v exp(logits[i, v] - m_i)                (N,)
+    loss      = mean_i (logsumexp_i - logits[i, targets_i])            scalar
 
 A model that knows nothing (uniform over 256 bytes) scores ln(256) = 5.545.
 """
+from typing import Any, NamedTuple
+
+from .. import gpu_kernels as gpu
 from ..backend import array_module
-from ..gpu_kernels import fused_kernels
+
+
+class CrossEntropyCache(NamedTuple):
+    probs: Any          # (N, V) softmax(logits)
+    targets: Any        # (N,) the correct classes
 
 
 def cross_entropy_forward(logits, targets):
     """Returns (loss, cache); the loss is a 0-d array (a NumPy scalar on NumPy)."""
     xp = array_module(logits)
     N = logits.shape[0]
-    rows = xp.arange(N)
-    shifted = logits - logits.max(axis=-1, keepdims=True)   # logits - m_i, a new (N, V) array
-    target_shifted = shifted[rows, targets]                  # (N,) logits[i, targets_i] - m_i
-    exp = xp.exp(shifted, out=shifted)                       # in place: shifted is not needed again
-    sum_exp = exp.sum(axis=-1)                               # (N,)
-    loss = (xp.log(sum_exp) - target_shifted).mean()         # mean of logsumexp_i - logits[i, targets_i]
-    exp *= (1.0 / sum_exp)[:, None]                          # exp now holds softmax(logits)
-    return loss, (exp, targets)
+    shifted = logits - logits.max(axis=-1, keepdims=True)              # (N, V) logits - m_i
+    exp = xp.exp(shifted)                                              # (N, V)
+    sum_exp = exp.sum(axis=-1)                                         # (N,)
+    loss = (xp.log(sum_exp) - shifted[xp.arange(N), targets]).mean()   # mean of logsumexp_i - logits[i, t_i]
+    probs = exp / sum_exp[:, None]                                     # (N, V) softmax(logits)
+    return loss, CrossEntropyCache(probs=probs, targets=targets)
 
 
 def cross_entropy_backward(dloss, cache):
     """Gradient of the logits; the targets are discrete (no gradient).
 
-    Forward: loss = (1/N) sum_i (logsumexp_i - logits[i, targets_i])
+    loss = (1/N) sum_i (logsumexp_i - logits[i, targets_i])
     d logsumexp_i / d logits[i, v] = softmax[i, v]
-    dlogits = dloss * (softmax - onehot(targets)) / N        (N, V)
+    ->  dlogits = dloss * (probs - onehot(targets)) / N               (N, V)
     """
-    probs, targets = cache
-    xp = array_module(probs)
-    N, V = probs.shape
-    kernels = fused_kernels(xp)
-    if kernels:                                        # CuPy: the three lines below as one kernel
-        scale = probs.dtype.type(float(dloss) / N)
-        return kernels.cross_entropy_backward(targets.astype(xp.int64, copy=False), V, scale, probs), {}
-    dlogits = probs                                    # reuse the buffer: the forward is done with it
-    dlogits[xp.arange(N), targets] -= 1.0
-    dlogits *= dloss / N
+    if gpu.on_gpu(cache.probs):
+        return cross_entropy_backward_fused(dloss, cache)
+    xp = array_module(cache.probs)
+    N = cache.probs.shape[0]
+    dlogits = (dloss / N) * cache.probs                               # dloss * probs / N ...
+    dlogits[xp.arange(N), cache.targets] -= dloss / N                 # ... - dloss * onehot(targets) / N
     return dlogits, {}
+
+
+# --- GPU fusion (CuPy only): the backward as one kernel (gpu_kernels.py).  Element i is ---
+# --- row i / V, column i % V of the (N, V) array; ``targets`` is raw (indexed by hand)  ---
+
+CROSS_ENTROPY_BACKWARD = gpu.fused_kernel(
+    "cross_entropy_backward", "T probs, raw int64 targets, int64 n_classes, T scale", "T dlogits", """
+    dlogits = (probs - T(i % n_classes == targets[i / n_classes])) * scale;""")
+
+
+def cross_entropy_backward_fused(dloss, cache):
+    xp = array_module(cache.probs)
+    N, V = cache.probs.shape
+    scale = cache.probs.dtype.type(float(dloss) / N)
+    targets = cache.targets.astype(xp.int64, copy=False)
+    return gpu.launch(CROSS_ENTROPY_BACKWARD, cache.probs, targets, V, scale), {}

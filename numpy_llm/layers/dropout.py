@@ -1,30 +1,35 @@
-"""Inverted dropout: during training, zero each element with probability p and scale
-the survivors by 1/(1-p), so the expected value is unchanged and evaluation needs no rescaling.
+"""Inverted dropout: during training, zero each element with probability p and scale the
+survivors by 1/(1-p), so the expected value is unchanged and evaluation needs no rescaling.
 
-    x (any shape)     keep (same shape) = (uniform(0,1) >= p) / (1 - p)
+    x (any shape)     keep (same shape) = (uniform(0, 1) >= p) / (1 - p)
     out = x * keep
 
-The random mask is drawn on the host by a seeded NumPy generator and moved to
-x's device, so NumPy and CuPy runs with the same seed drop the same elements.
+The random mask is drawn on the host by a seeded NumPy generator and moved to x's device,
+so NumPy and CuPy runs with the same seed drop the same elements.
 """
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from ..backend import array_module
 
 
+class DropoutCache(NamedTuple):
+    keep: Any           # (shape of x) the scaled mask, or None when dropout was off
+
+
 def dropout_forward(x, p, rng):
     """Returns (out, cache).  p == 0 or rng None (evaluation) is the identity."""
     if p == 0.0 or rng is None:
-        return x, None
+        return x, DropoutCache(keep=None)
     xp = array_module(x)
-    keep_host = (rng.random(x.shape, dtype=np.float32) >= p) / (1.0 - p)
-    keep = xp.asarray(keep_host, dtype=x.dtype)
-    return x * keep, keep
+    keep = xp.asarray((rng.random(x.shape, dtype=np.float32) >= p) / (1.0 - p), dtype=x.dtype)
+    out = x * keep
+    return out, DropoutCache(keep=keep)
 
 
 def dropout_backward(dout, cache):
-    """Forward: out = x * keep  =>  dx = dout * keep (the same mask, same scale)."""
-    keep = cache
-    if keep is None:
+    """out = x * keep  ->  dx = dout * keep (the same mask, the same scale)."""
+    if cache.keep is None:
         return dout, {}
-    return dout * keep, {}
+    return dout * cache.keep, {}

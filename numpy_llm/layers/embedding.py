@@ -1,40 +1,46 @@
 """Token and position embeddings: one learned vector per byte value and per position.
 
     idx (B, T) integers in [0, V)     wte (V, C)     wpe (block_size, C)
-    x[b, t] = wte[idx[b, t]] + wpe[t]          -> x (B, T, C)
+    x[b, t] = wte[idx[b, t]] + wpe[start + t]          -> x (B, T, C)
 
-A row lookup has no multiply, so its gradient is a routing of ``dx`` back to
-the rows that were read: every occurrence of a token adds into that token's row.
+``start`` is the position of idx[:, 0]: 0, except when generating with a KV cache.  A row
+lookup has no multiply, so its gradient is a routing of ``dx`` back to the rows that were
+read: every occurrence of a token adds into that token's row.
 """
+from typing import Any, NamedTuple
+
 from ..backend import array_module
 
 
-def embedding_forward(idx, wte, wpe, start=0):
-    """Look up token and position vectors; returns (x (B, T, C), cache).
+class EmbeddingCache(NamedTuple):
+    idx: Any            # (B, T) the byte ids that were looked up
+    vocab_size: int     # V, rows of wte
+    block_size: int     # rows of wpe
+    start: int          # position of idx[:, 0]
 
-    ``start`` is the position of idx[:, 0] (non-zero only when generating with a KV cache)."""
+
+def embedding_forward(idx, wte, wpe, start=0):
+    """Look up token and position vectors; returns (x (B, T, C), cache)."""
     T = idx.shape[1]
-    x = wte[idx]                    # (B, T, C) gather
-    x += wpe[start:start + T]       # broadcast over the batch
-    return x, (idx, wte.shape[0], wpe.shape[0], start)
+    x = wte[idx] + wpe[start:start + T]                 # (B, T, C) gather, plus (T, C) broadcast over B
+    return x, EmbeddingCache(idx=idx, vocab_size=wte.shape[0], block_size=wpe.shape[0], start=start)
 
 
 def embedding_backward(dx, cache):
     """Gradients of the two tables; idx is discrete, so it has no gradient (None).
 
-    Forward: x[b, t] = wte[idx[b, t]] + wpe[t]
-    dwte[v] = sum over all (b, t) with idx[b, t] == v of dx[b, t]
-            = onehot(idx)^T @ dx   : (V, B*T) @ (B*T, C) -> (V, C)
-      (a matmul instead of np.add.at: one BLAS call, and repeated tokens add up)
-    dwpe[start + t] = sum_b dx[b, t] : (T, C); rows that were not read get 0
+    x[b, t] = wte[idx[b, t]] + ...   ->  dwte[v] = sum of dx[b, t] over all (b, t) with idx[b, t] == v
+                                             = onehot(idx)^T @ dx     (V, B*T) @ (B*T, C) -> (V, C)
+    x[b, t] = ... + wpe[start + t]   ->  dwpe[start + t] = sum_b dx[b, t]     (T, C); rows not read get 0
+
+    The one-hot product is one BLAS call in which repeated tokens add up; it is the plain
+    formula, and faster than scattering with ``np.add.at`` (docs/performance.md, change 5).
     """
-    idx, vocab_size, block_size, start = cache
     xp = array_module(dx)
     B, T, C = dx.shape
-    dx_rows = dx.reshape(B * T, C)
-    ids = idx.reshape(-1)
-    onehot_t = (xp.arange(vocab_size)[:, None] == ids[None, :]).astype(dx.dtype)   # onehot(idx)^T, (V, B*T),
-    dwte = onehot_t @ dx_rows                                                     # built row-major directly
-    dwpe = xp.zeros((block_size, C), dtype=dx.dtype)
-    dwpe[start:start + T] = dx.sum(axis=0)
+    ids = cache.idx.reshape(-1)                                                     # (B*T,)
+    onehot_t = (xp.arange(cache.vocab_size)[:, None] == ids[None, :]).astype(dx.dtype)   # (V, B*T)
+    dwte = onehot_t @ dx.reshape(B * T, C)
+    dwpe = xp.zeros((cache.block_size, C), dtype=dx.dtype)
+    dwpe[cache.start:cache.start + T] = dx.sum(axis=0)
     return None, {"wte": dwte, "wpe": dwpe}

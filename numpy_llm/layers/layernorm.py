@@ -2,79 +2,91 @@
 then apply a learned per-feature scale (gamma) and shift (beta).
 
     x (..., C)     gamma (C,)     beta (C,)     eps = 1e-5 (as GPT-2)
-    mean = mean_c x            var = mean_c (x - mean)^2      (biased variance)
-    rstd = 1 / sqrt(var + eps)
-    xhat = (x - mean) * rstd                                   -> (..., C)
-    out  = xhat * gamma + beta                                 -> (..., C)
-
-Speed: the per-row sums over c are ``einsum`` contractions ("ij->i", "ij,ij->i"),
-which read the rows once with no temporary array and are several times faster than
-NumPy's ``sum(axis=-1)`` over a short last axis.  Buffers are reused in place where
-the math allows (``*=``, ``out=``).
+    mean = mean_c x                                            (..., 1)
+    var  = mean_c (x - mean)^2          (biased variance)      (..., 1)
+    rstd = 1 / sqrt(var + eps)                                 (..., 1)
+    xhat = (x - mean) * rstd                                   (..., C)
+    out  = xhat * gamma + beta                                 (..., C)
 """
+from typing import Any, NamedTuple
+
+from .. import gpu_kernels as gpu
 from ..backend import array_module
-from ..gpu_kernels import fused_kernels
+from .rows import row_dot, row_mean
 
 EPS = 1e-5
 
 
+class LayerNormCache(NamedTuple):
+    xhat: Any           # (..., C) the normalized input
+    rstd: Any           # (..., 1) 1 / sqrt(var + eps) of each row
+    gamma: Any          # (C,) the scale
+
+
 def layernorm_forward(x, gamma, beta):
     """Returns (out (..., C), cache)."""
+    if gpu.on_gpu(x):
+        return layernorm_forward_fused(x, gamma, beta)
     xp = array_module(x)
-    C = x.shape[-1]
-    x2d = x.reshape(-1, C)                                    # (N, C), N = all leading axes
-    kernels = fused_kernels(xp)
-    if kernels:                                               # CuPy: row statistics, then one kernel
-        mean = x2d.mean(axis=1, keepdims=True)                #   for xhat and out (gpu_kernels.py)
-        rstd = 1.0 / xp.sqrt(x2d.var(axis=1, keepdims=True) + EPS)
-        xhat, out = kernels.layernorm_forward(x2d, mean, rstd, gamma, beta)
-        return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,)), gamma)
-    mean = xp.einsum("ij->i", x2d)                            # (N,)   sum_c x ...
-    mean *= 1.0 / C                                           #        ... / C
-    xhat = x2d - mean[:, None]                                # (N, C) x - mean
-    var = xp.einsum("ij,ij->i", xhat, xhat)                   # (N,)   sum_c (x - mean)^2 ...
-    var *= 1.0 / C                                            #        ... / C
-    var += EPS
-    rstd = (1.0 / xp.sqrt(var))[:, None]                      # (N, 1) 1 / sqrt(var + eps)
-    xhat *= rstd                                              # xhat = (x - mean) * rstd
-    out = xhat * gamma
-    out += beta
-    lead = x.shape[:-1]
-    return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(lead + (1,)), gamma)
+    mean = row_mean(x)
+    centered = x - mean                                       # x - mean, used twice
+    var = row_mean(centered * centered)
+    rstd = 1.0 / xp.sqrt(var + EPS)
+    xhat = centered * rstd
+    out = xhat * gamma + beta
+    return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
 
 
 def layernorm_backward(dout, cache):
     """Gradients of x, gamma and beta.
 
-    Forward: out = xhat * gamma + beta, xhat = (x - mean) * rstd.
-    dgamma = sum over positions of dout * xhat      : (C,)
-    dbeta  = sum over positions of dout             : (C,)
-    dxhat  = dout * gamma                           : (..., C)
-    mean and rstd both depend on every x_c; differentiating through them
-    (d mean/dx_c = 1/C, d rstd/dx_c = -rstd^2 * xhat_c / C ... ) collapses to
-    dx = rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat * xhat))  : (..., C)
-
-    The two row means need no dxhat array: mean_c(dxhat) = (dout @ gamma) / C and
-    mean_c(dxhat * xhat) = ((dout * xhat) @ gamma) / C, and dout * xhat is also the
-    product whose column sums are dgamma.
+    out = xhat * gamma + beta   ->  dgamma = sum over positions of dout * xhat     (C,)
+                                    dbeta  = sum over positions of dout            (C,)
+                                    dxhat  = dout * gamma                          (..., C)
+    xhat = (x - mean) * rstd    ->  mean and rstd depend on every x_c of the row; through them
+        (d mean/dx_c = 1/C, d rstd/dx_c = -rstd^2 xhat_c / C) the three terms collapse to
+                                    dx = rstd * (dxhat - mean_c(dxhat) - xhat * mean_c(dxhat * xhat))
     """
-    xhat, rstd, gamma = cache                                 # xhat (..., C), rstd (..., 1)
-    xp = array_module(dout)
+    if gpu.on_gpu(dout):
+        return layernorm_backward_fused(dout, cache)
+    xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
     C = gamma.shape[0]
-    dout2d, xhat, rstd = dout.reshape(-1, C), xhat.reshape(-1, C), rstd.reshape(-1, 1)   # (N, C), (N, 1)
-    dout_xhat = dout2d * xhat                                 # (N, C)
-    dgamma = dout_xhat.sum(axis=0)
-    dbeta = dout2d.sum(axis=0)
-    mean_dxhat = dout2d @ gamma                               # (N,)  sum_c dout * gamma ...
-    mean_dxhat *= 1.0 / C                                     #       ... / C
-    mean_dxhat_xhat = dout_xhat @ gamma                       # (N,)  sum_c dout * gamma * xhat ...
-    mean_dxhat_xhat *= 1.0 / C                                #       ... / C
-    kernels = fused_kernels(xp)
-    if kernels:                                               # CuPy: the lines below as one kernel
-        dx = kernels.layernorm_backward(dout2d, xhat, rstd, gamma, mean_dxhat[:, None], mean_dxhat_xhat[:, None])
-        return dx.reshape(dout.shape), {"gamma": dgamma, "beta": dbeta}
-    dx = dout2d * gamma                                       # dxhat
-    dx -= mean_dxhat[:, None]
-    dx -= xp.multiply(xhat, mean_dxhat_xhat[:, None], out=dout_xhat)   # (buffer reused)
-    dx *= rstd
-    return dx.reshape(dout.shape), {"gamma": dgamma, "beta": dbeta}
+    dgamma = (dout * xhat).reshape(-1, C).sum(axis=0)
+    dbeta = dout.reshape(-1, C).sum(axis=0)
+    dxhat = dout * gamma
+    dx = rstd * (dxhat - row_mean(dxhat) - xhat * (row_dot(dxhat, xhat) / C))   # row_dot / C: mean_c(dxhat xhat)
+    return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+# --- GPU fusion (CuPy only): the row statistics stay CuPy reductions; the elementwise ---
+# --- lines that use them run as one kernel each (gpu_kernels.py)                        ---
+
+LAYERNORM_FORWARD = gpu.fused_kernel("layernorm_forward", "T x, T mean, T rstd, T gamma, T beta",
+                                     "T xhat, T out", """
+    xhat = (x - mean) * rstd;
+    out = xhat * gamma + beta;""")
+
+LAYERNORM_BACKWARD = gpu.fused_kernel("layernorm_backward",
+                                      "T dout, T xhat, T rstd, T gamma, T mean_dxhat, T mean_dxhat_xhat", "T dx", """
+    dx = rstd * (dout * gamma - mean_dxhat - xhat * mean_dxhat_xhat);""")
+
+
+def layernorm_forward_fused(x, gamma, beta):
+    xp = array_module(x)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt(var + EPS)
+    xhat, out = gpu.launch(LAYERNORM_FORWARD, x, mean, rstd, gamma, beta)
+    return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
+
+
+def layernorm_backward_fused(dout, cache):
+    xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
+    C = gamma.shape[0]
+    dout_xhat = dout * xhat
+    dgamma = dout_xhat.reshape(-1, C).sum(axis=0)
+    dbeta = dout.reshape(-1, C).sum(axis=0)
+    mean_dxhat = (dout @ gamma)[..., None] / C                # mean_c(dout * gamma), a matrix-vector product
+    mean_dxhat_xhat = (dout_xhat @ gamma)[..., None] / C      # mean_c(dout * gamma * xhat)
+    dx = gpu.launch(LAYERNORM_BACKWARD, dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat)
+    return dx, {"gamma": dgamma, "beta": dbeta}

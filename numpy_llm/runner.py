@@ -1,0 +1,181 @@
+"""Executing a batch: the model computes one batch's loss and gradients (model.py); a runner
+decides how that work is spread over the hardware, and returns the same numbers.
+
+Every runner offers the model's own two calls, so training, evaluation and the benchmark
+never care how a batch is executed:
+
+    runner.loss(idx, targets)                  -> mean loss, a Python float (no gradient work)
+    runner.loss_and_grads(idx, targets, rng)   -> (mean loss as a 0-d array, grads by name)
+
+``ThreadRunner`` is data parallelism on the cores of one CPU: the batch is cut into shares,
+each share's forward and backward runs in one of ``workers`` threads, and the results are
+combined.  NumPy runs every elementwise function (exp, tanh, LayerNorm and softmax
+arithmetic) on one core, and attention's batched products are many small BLAS calls that
+gain nothing from BLAS threads; splitting the *batch* puts all of that work on every core.
+The model is a pure function of (params, batch), so shares share nothing but the read-only
+parameters: no locks, and NumPy releases Python's GIL inside its large array operations
+(ufuncs, matmul, reductions; not einsum), so the threads really run at once.  BLAS is
+single-threaded while they run (blas.py).  Shares are sized to fit the CPU caches
+(``count_shares``), so there are usually several per worker.
+
+With shares s = 1..S of b_s rows each (sum b_s = B), each share's loss is the mean over its
+own b_s T positions, so the batch's mean loss and its gradient are the weighted sums
+
+    loss = sum_s (b_s / B) loss_s          grad = sum_s (b_s / B) grad_s
+
+equal to the single-batch results up to float rounding (the sums run in another order).
+Dropout masks come from one generator per share, seeded from the caller's generator, so a
+run is reproducible for a given number of workers.  Another kind of parallelism (processes
+that each run their rows of the batch here, then all-reduce the gradients) wraps a
+ThreadRunner and offers the same two calls; the model never changes for it.
+"""
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .blas import blas_threads, set_blas_threads, single_threaded_blas
+
+SHARE_SIZE = 3 * 2 ** 16         # activation numbers (rows x T x C) per share, see count_shares
+_pools = {}                      # worker count -> ThreadPoolExecutor, created once
+
+
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                       # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_workers(xp_name):
+    """One worker per core on the CPU (numpy); one on a GPU (cupy)."""
+    return available_cores() if xp_name == "numpy" else 1
+
+
+def count_shares(batch_size, row_size, workers):
+    """How many shares to cut a batch of ``batch_size`` rows into, each row holding
+    ``row_size`` = T * C activation numbers per layer.
+
+    One worker: one share (the plain single-batch computation).  Several workers: enough
+    shares that each holds about SHARE_SIZE activation numbers per layer, rounded up to a
+    multiple of ``workers`` so every worker gets the same number of them, but at least one
+    row per share (a batch smaller than ``workers`` gets one share per row).  Smaller shares
+    keep a share's activations in the CPU's caches while its layers run; docs/performance.md
+    has the measurements behind SHARE_SIZE."""
+    if workers == 1:
+        return 1
+    if batch_size <= workers:
+        return batch_size
+    wanted = workers * math.ceil(batch_size * row_size / SHARE_SIZE / workers)
+    return min(wanted, workers * (batch_size // workers))
+
+
+def split_batch(batch_size, n_shares):
+    """Contiguous row ranges, as equal as possible, ``n_shares`` of them (never an empty one)."""
+    n = max(1, min(n_shares, batch_size))
+    bounds = [batch_size * i // n for i in range(n + 1)]
+    return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+class ThreadRunner:
+    """Runs ``model``'s batches over ``workers`` threads (1: the model's own calls, unchanged).
+
+    Several workers need NumPy and a BLAS whose thread count can be set (blas.py); without
+    one, the runner warns and uses 1 worker, because the threads would fight over the cores."""
+
+    def __init__(self, model, workers=1):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        if workers > 1 and model.backend.name != "numpy":
+            raise ValueError(f"workers > 1 splits the batch over CPU cores: it needs numpy, "
+                             f"not {model.backend.name}")
+        if workers > 1 and blas_threads() is None:
+            warnings.warn(f"NumPy's BLAS thread count cannot be set here, so {workers} workers "
+                          f"would fight over the cores: using 1 worker", RuntimeWarning, stacklevel=2)
+            workers = 1
+        self.model, self.workers = model, workers
+
+    def shares(self, batch_size):
+        """The batch's rows, cut into the shares the workers run."""
+        row_size = self.model.config.block_size * self.model.config.n_embd
+        return split_batch(batch_size, count_shares(batch_size, row_size, self.workers))
+
+    def loss(self, idx, targets):
+        def share_loss(rows, _):
+            return self.model.loss(idx[rows], targets[rows]), None
+        loss, _ = run_shares(share_loss, self.shares(len(idx)), self.workers)
+        return float(loss)
+
+    def loss_and_grads(self, idx, targets, rng=None):
+        rng = rng if self.model.config.dropout > 0 else None   # no dropout: leave the generator untouched
+
+        def share_loss_and_grads(rows, share_rng):
+            return self.model.loss_and_grads(idx[rows], targets[rows], share_rng)
+        return run_shares(share_loss_and_grads, self.shares(len(idx)), self.workers, rng)
+
+
+def _pool(workers):
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="numpy_llm-worker")
+    return _pools[workers]
+
+
+def run_shares(share_fn, shares, workers, rng=None):
+    """Run ``share_fn(rows, share_rng) -> (loss, grads or None)`` on every share (a slice of the
+    batch axis, from ``split_batch``) in ``workers`` threads; return the share-size-weighted
+    (loss, grads).
+
+    Worker w takes shares w, w + workers, w + 2 workers, ... one after the other, summing as
+    it goes (so it holds one share's activations at a time); the workers' sums are added in
+    worker order, so the result does not depend on thread timing.  ``share_rng`` is None when
+    ``rng`` is None, else a generator of the share's own, seeded from ``rng`` (which advances by
+    one draw).  With a single share, ``share_fn`` gets the whole batch and ``rng`` itself,
+    exactly as without this function."""
+    if len(shares) == 1:
+        return share_fn(shares[0], rng)
+    batch_size = shares[-1].stop
+    weights = [(rows.stop - rows.start) / batch_size for rows in shares]   # b_s / B, Python floats
+    if rng is None:
+        share_rngs = [None] * len(shares)
+    else:
+        share_rngs = [np.random.default_rng(seed) for seed in rng.integers(0, 2 ** 63, size=len(shares))]
+
+    def worker(first):
+        set_blas_threads(1)                     # (for OpenMP builds, where the setting is per thread)
+        loss, grads = None, None
+        for i in range(first, len(shares), workers):
+            share_loss, share_grads = share_fn(shares[i], share_rngs[i])
+            share_loss = share_loss * _same_type(share_loss, weights[i])
+            loss = share_loss if loss is None else loss + share_loss
+            grads = _add_scaled(grads, share_grads, weights[i])
+        return loss, grads
+    with single_threaded_blas():
+        results = list(_pool(workers).map(worker, range(min(workers, len(shares)))))
+    loss, grads = results[0]
+    for worker_loss, worker_grads in results[1:]:
+        loss = loss + worker_loss
+        grads = _add_scaled(grads, worker_grads, 1.0)
+    return loss, grads
+
+
+def _same_type(value, weight):
+    """``weight`` as ``value``'s float type, so a float32 loss stays float32 when scaled."""
+    return value.dtype.type(weight) if hasattr(value, "dtype") else weight
+
+
+def _add_scaled(total, grads, weight):
+    """total + weight * grads, by name, in place in the arrays of ``total`` and ``grads``
+    (``total`` None: just the scaled ``grads``; ``grads`` None: a loss-only share)."""
+    if grads is None:
+        return total
+    if weight != 1.0:
+        for g in grads.values():
+            g *= g.dtype.type(weight)
+    if total is None:
+        return grads
+    for name, g in grads.items():
+        total[name] += g
+    return total

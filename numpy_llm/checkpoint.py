@@ -61,11 +61,29 @@ def atomic_write(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())     # the permissions any new file gets (not mkstemp's 0600)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def _umask():
+    mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path):
+    """UsageError unless a file can be created in ``path``'s folder (before a run computes for an hour)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None
 
 
 def load_checkpoint(path):

@@ -2,7 +2,7 @@
 
 Each command lives in ``numpy_llm/commands/<name>.py`` with two functions:
 ``configure(parser)`` adds its flags, ``run(args) -> exit code`` does the work.
-Bad input (UsageError, BackendError) becomes one line on stderr and exit code 2.
+Bad input (UsageError, BackendError, InvalidSetting) becomes one line on stderr and exit code 2.
 """
 import argparse
 import importlib
@@ -10,7 +10,8 @@ import os
 import sys
 
 from .backend import BackendError
-from .errors import UsageError
+from .errors import InvalidSetting, UsageError
+from .stopping import Stopped, stop_on_signals
 
 COMMANDS = {
     "train": "train a model on a text (or any) file",
@@ -19,6 +20,8 @@ COMMANDS = {
     "bench": "benchmark training and generation speed",
     "plot": "draw a run's train and validation loss curves into a PNG",
     "attention": "draw every layer's and head's attention pattern over a prompt into a PNG",
+    "eval": "score every byte of a file with a checkpoint: loss in nats and bits per byte, perplexity",
+    "export": "write a checkpoint as a Hugging Face GPT-2 folder, or (--from-hf) read one back",
 }
 
 
@@ -45,11 +48,18 @@ def main(argv=None, prog=None):
         prog = "python -m numpy_llm" if script == "__main__.py" else script
     args = build_parser(prog).parse_args(argv)
     try:
-        return args.module.run(args)
+        with stop_on_signals():
+            return args.module.run(args)
     except (UsageError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:          # (train saves on the first Ctrl-C; this is a second one)
+    except InvalidSetting as exc:      # a ModelConfig / TrainSettings range check: named as its flag
+        print(f"error: --{exc.name.replace('_', '-')} {exc.rule}", file=sys.stderr)
+        return 2
+    except Stopped as exc:             # SIGINT, SIGTERM or SIGHUP (train saves on the first one: stopping.py)
+        print(f"\nstopped by {exc.name}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:            # `generate ... | head` closed the pipe: not an error

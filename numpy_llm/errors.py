@@ -6,7 +6,8 @@ class UsageError(Exception):
 
 
 class TrainingError(Exception):
-    """Training cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
+    """Training cannot go on (a non-finite loss or gradient, or a checkpoint or the metrics log
+    that cannot be written); the message says which checkpoint on disk is the last good one."""
 
 
 class InvalidSetting(ValueError):

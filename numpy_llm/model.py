@@ -156,7 +156,7 @@ def model_backward(dlogits, cache):
             grads[f"h.{layer}.{name}"] = g
     dx, _ = dropout_backward(dx, cache.embedding_dropout)
     _, emb_grads = embedding_backward(dx, cache.embedding)
-    grads["wte"] = emb_grads["wte"] + dwte_head                  # the lookup's and the LM head's share
+    grads["wte"] = emb_grads["wte"] + dwte_head                  # the lookup's part and the LM head's part
     grads["wpe"] = emb_grads["wpe"]
     return grads
 

@@ -24,6 +24,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     grad_accum: int = 1
     eval_interval: int = 100
+    save_interval: int = 0          # 0: save only at evaluations
     eval_iters: int = 20
     log_interval: int = 10
     val_frac: float = 0.1
@@ -37,6 +38,7 @@ class TrainSettings:
         ranges = [("lr", self.lr > 0, "must be positive"),
                   ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, --lr]"),
                   ("warmup_steps", self.warmup_steps >= 0, "must be 0 or more"),
+                  ("save_interval", self.save_interval >= 0, "must be 0 (off) or more"),
                   ("weight_decay", self.weight_decay >= 0, "must be 0 or more"),
                   ("grad_clip", self.grad_clip >= 0, "must be 0 (off) or more"),
                   ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),

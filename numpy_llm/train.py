@@ -18,16 +18,17 @@ checkpoint.Run, saved with checkpoint.save_run.
 """
 import json
 import math
-import signal
+import os
 import sys
 import time
 
 import numpy as np
 
-from .checkpoint import companion_path, save_run
+from .checkpoint import atomic_write, companion_path, save_run
 from .data import get_batch
 from .errors import TrainingError
 from .optim import clip_grads, lr_at
+from .stopping import StopRequest
 
 
 def train_step(runner, optimizer, train_data, settings, step, rng):
@@ -66,33 +67,12 @@ def estimate_loss(runner, data, settings, seed):
     return float(np.mean(losses))
 
 
-class StopRequest:
-    """Turns the first Ctrl-C (SIGINT) into a flag the loop checks between steps, so the
-    parameters are never saved half-updated; a second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (Ctrl-C again to abort without saving)...", file=sys.stderr)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None):
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
     returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
 
-    Raises TrainingError on a non-finite loss; the checkpoint on disk is then the last good one."""
+    Raises TrainingError on a non-finite loss or when a checkpoint or the metrics log cannot be
+    written; its message names the last good checkpoint on disk."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     model, optimizer, settings, rng, state = run.model, run.optimizer, run.settings, run.rng, run.state
     run.workers = runner.workers
@@ -101,22 +81,40 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     end = settings.steps if stop_at is None else min(stop_at, settings.steps)
     interval_start, interval_steps = time.perf_counter(), 0
     run_start_step, run_start = state.step, time.perf_counter()
+    last_saved = [state.step if state.step > 0 else None]     # the step of the checkpoint on disk
+
+    def last_good():
+        return (f"the last good checkpoint is {ckpt_path} (step {last_saved[0]})"
+                if last_saved[0] is not None else "no checkpoint was saved yet")
+
+    def writing(path, write):
+        """Run write(); an OSError becomes one TrainingError naming the file, the reason and
+        the last good checkpoint."""
+        try:
+            return write()
+        except OSError as exc:
+            raise TrainingError(f"could not write {path} ({exc.strerror or exc}); {last_good()}") from None
 
     def save(path=ckpt_path):
-        save_run(path, run)
+        writing(path, lambda: save_run(path, run))
+        if path == ckpt_path:
+            last_saved[0] = state.step
 
-    with open(metrics_path, "a") as metrics, StopRequest() as stop:
+    writing(metrics_path, lambda: trim_metrics(metrics_path, state.step))
+    with writing(metrics_path, lambda: open(metrics_path, "a")) as metrics, StopRequest() as stop:
         def record(**fields):
-            metrics.write(json.dumps(fields) + "\n")
-            metrics.flush()
+            writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
 
         while state.step < end:
             if stop.requested:
                 save()
-                log(f"interrupted: step {state.step}/{settings.steps} saved to {ckpt_path}; "
+                log(f"{stop.name}: step {state.step}/{settings.steps} saved to {ckpt_path}; "
                     f"continue with --resume --ckpt {ckpt_path}")
                 return "interrupted"
-            loss, norm, lr = train_step(runner, optimizer, train_data, settings, state.step, rng)
+            try:
+                loss, norm, lr = train_step(runner, optimizer, train_data, settings, state.step, rng)
+            except TrainingError as exc:
+                raise TrainingError(f"{exc}; {last_good()}") from None
             state.step += 1
             interval_steps += 1
             if state.step % settings.log_interval == 0 or state.step == end:
@@ -143,9 +141,29 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 log(f"eval step {state.step}: train loss {train_loss:.4f} | val loss {state.val_loss:.4f}"
                     f"{' (best)' if improved else ''} | saved {ckpt_path}")
                 interval_start = time.perf_counter()
+            elif settings.save_interval and state.step % settings.save_interval == 0:
+                save()
         if state.step == end and end < settings.steps:
             save()
     return "done"
+
+
+def trim_metrics(metrics_path, step):
+    """Drop the records of steps after ``step`` (a resumed run redoes them: each step is logged once)."""
+    if not os.path.exists(metrics_path):
+        return
+    with open(metrics_path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if _record_step(line) <= step]
+    if len(kept) != len(lines):
+        atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
+
+
+def _record_step(line):
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf                                  # an unreadable (half-written) line: dropped
 
 
 def _duration(seconds):

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from gradcheck import TOLERANCE, suite
+from numpy_llm import gpu_kernels
 from numpy_llm.backend import Backend, BackendError, load_cupy
+from numpy_llm.layers.gelu import GELU_FORWARD, gelu_forward
 from numpy_llm.model import ModelConfig, TinyTransformerLM, init_params
 from numpy_llm.optim import AdamW, clip_grads
 
@@ -82,7 +84,7 @@ def compare_steps(device, reference, dtype):
         scale = np.abs(ref_params[name]).max()
         diff = np.abs(params[name].astype(np.float64) - ref_params[name])
         assert diff[solid].max(initial=0.0) <= tol * scale, ("param", name, diff[solid].max() / scale)
-        # each Adam step moves a parameter by at most lr (beta1=0.9, beta2=0.95: 1-b1 < sqrt(1-b2))
+        # each Adam step moves a parameter by at most lr (beta1=0.9, beta2=0.99: 1-b1 <= sqrt(1-b2))
         assert diff[~solid].max(initial=0.0) <= 2 * LR * N_STEPS, ("param (zero-gradient entries)", name)
 
 
@@ -93,14 +95,22 @@ def test_training_step_matches_numpy(cupy, dtype):
     compare_steps(device, reference, dtype)
 
 
-def test_cupy_runs_the_fused_kernels(cupy):
-    """The layers take the fused path on CuPy (numpy_llm/gpu_kernels.py); the tests above then
-    compare it with NumPy: the gradcheck suite in float64 and the training steps in float32."""
-    from numpy_llm.gpu_kernels import fused_kernels
-    kernels = fused_kernels(cupy)
-    assert kernels is not None
+def test_cupy_runs_the_fused_kernels(cupy, monkeypatch):
+    """The layers and AdamW take their fused path on CuPy (gpu_kernels.py), and every registered
+    kernel compiles and runs there; the tests above compare that path with NumPy (the gradcheck
+    suite in float64, the training steps in float32 and float64)."""
+    launched = set()
+    real_launch = gpu_kernels.launch
+
+    def launch(kernel, *args):
+        launched.add(kernel.name)
+        return real_launch(kernel, *args)
+    monkeypatch.setattr(gpu_kernels, "launch", launch)
+    train_steps(Backend("cupy", "float32"), n_steps=1)
+    assert launched == set(gpu_kernels.KERNELS), set(gpu_kernels.KERNELS) ^ launched
     x = cupy.linspace(-4, 4, 101, dtype=cupy.float32)
-    out, phi = kernels.gelu_forward(x)
-    from numpy_llm.layers.gelu import gelu_forward
-    expected, _ = gelu_forward(np.linspace(-4, 4, 101, dtype=np.float32))
+    assert gpu_kernels.on_gpu(x) and not gpu_kernels.on_gpu(np.zeros(3))
+    out, phi = gpu_kernels.launch(GELU_FORWARD, x)
+    expected, cache = gelu_forward(np.linspace(-4, 4, 101, dtype=np.float32))
     assert out.dtype == cupy.float32 and rel(out.get(), expected) < 1e-6
+    assert rel(phi.get(), cache.phi) < 1e-6

@@ -3,19 +3,19 @@
 as plain C++ (T = double) in a loop over the elements and run on NumPy arrays.  Then
 ``gpu_kernels.on_gpu`` and ``gpu_kernels.launch`` are patched so that the layers and AdamW take
 their fused path on NumPy with these CPU kernels: each layer's fused result must match its
-plain NumPy math to 1e-12, the gradcheck suite must pass through the fused call sites, and a
-training step must match the plain one.  Skipped where no C++ compiler is found."""
+NumPy math (the same formulas) to 1e-12, the gradcheck suite must pass through the fused call
+sites, and a training step must match the NumPy one.  Skipped where no C++ compiler is found."""
 import contextlib
 import ctypes
+import functools
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-import numpy_llm  # noqa: F401  (imports the layers, which register their kernels)
 from gradcheck import TOLERANCE, suite
-from numpy_llm import gpu_kernels, optim
+from numpy_llm import gpu_kernels, optim       # the layers and optim register their kernels on import
 from numpy_llm.backend import Backend
 from numpy_llm.layers import attention, cross_entropy, gelu, layernorm
 from numpy_llm.model import ModelConfig, TinyTransformerLM
@@ -29,12 +29,8 @@ C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64), "int32
 
 def params(spec):
     """'T probs, raw int64 targets' -> [(raw, C type, NumPy dtype, name), ...] (CuPy's syntax)."""
-    out = []
-    for param in spec.split(","):
-        *words, name = param.split()
-        assert words[-1] in C_TYPES, f"the CPU harness knows no parameter type {words[-1]!r}"
-        out.append((words[0] == "raw", *C_TYPES[words[-1]], name))
-    return out
+    words = [param.split() for param in spec.split(",")]      # a KeyError names a type C_TYPES lacks
+    return [(w[0] == "raw", *C_TYPES[w[-2]], w[-1]) for w in words]
 
 
 def kernel_source(k, kernel):
@@ -53,10 +49,9 @@ def kernel_source(k, kernel):
 
 
 def compile_kernels(folder, kernels):
-    """One shared library for ``kernels`` (FusedKernels); returns {name: function} where
-    function(*inputs, *outputs) behaves like CuPy's ElementwiseKernel: inputs broadcast to the
-    outputs, which may be left out (then allocated with the inputs' broadcast shape) and are
-    returned (one array, or a tuple)."""
+    """One shared library for ``kernels`` (FusedKernels) -> {name: function(*inputs, *outputs)},
+    called like CuPy's ElementwiseKernel: inputs broadcast to the outputs, which may be left out
+    (then allocated with the inputs' broadcast shape) and are returned (an array, or a tuple)."""
     source, library = folder / "kernels.cpp", folder / "kernels.so"
     source.write_text("\n".join(["#include <cmath>", "using namespace std;", "typedef double T;"] +
                                 [kernel_source(k, kernel) for k, kernel in enumerate(kernels)]))
@@ -128,34 +123,33 @@ def assert_same(actual, expected, where="result"):
     elif isinstance(expected, (np.ndarray, np.generic, float)):
         actual, expected = np.asarray(actual), np.asarray(expected)
         assert actual.shape == expected.shape and actual.dtype == expected.dtype, where
-        assert np.array_equal(np.isinf(actual), np.isinf(expected)), where      # masked scores
-        finite = np.isfinite(expected)
-        scale = max(float(np.max(np.abs(expected[finite]), initial=0.0)), 1.0)
-        error = float(np.max(np.abs(actual[finite] - expected[finite]), initial=0.0))
+        scale = max(float(np.max(np.abs(expected), initial=0.0)), 1.0)
+        error = float(np.max(np.abs(actual - expected), initial=0.0))       # NaN fails
         assert error <= MATCH * scale, f"{where}: max error {error:.2e} > {MATCH:.0e} x {scale:.3g}"
     else:
         assert actual == expected, where
 
 
 # One case per kernel: (inputs made with a NumPy rng) -> a call of the layer whose fused path
-# launches that kernel.  The case runs twice, plain and fused, and the results must match.
-def gelu_case(rng, backward):
+# launches that kernel.  The call runs twice, NumPy then fused, and the results must match.
+def gelu_case(rng, backward=False):
     x = 3.0 * rng.standard_normal((4, 5, 6))              # GELU's bend and both tails
     (_, cache), dout = gelu.gelu_forward(x), rng.standard_normal(x.shape)
     return lambda: gelu.gelu_backward(dout, cache) if backward else gelu.gelu_forward(x)
 
 
-def layernorm_case(rng, backward):
+def layernorm_case(rng, backward=False):
     x, gamma, beta = 2.0 + 3.0 * rng.standard_normal((2, 6, 8)), rng.standard_normal(8), rng.standard_normal(8)
-    _, cache = layernorm.layernorm_forward(x, gamma, beta)
-    dout = rng.standard_normal(x.shape)
-    return lambda: layernorm.layernorm_backward(dout, cache) if backward else layernorm.layernorm_forward(x, gamma, beta)
+    (_, cache), dout = layernorm.layernorm_forward(x, gamma, beta), rng.standard_normal(x.shape)
+    forward = lambda: layernorm.layernorm_forward(x, gamma, beta)
+    return (lambda: layernorm.layernorm_backward(dout, cache)) if backward else forward
 
 
-def softmax_case(rng, backward):
+def softmax_case(rng, backward=False):
     scores = 4.0 * rng.standard_normal((2, 3, 5, 5)) + attention.causal_mask(np, 5, 5, "float64")
-    probs, dprobs = attention.softmax(scores), rng.standard_normal(scores.shape)
-    return lambda: attention.softmax_backward(dprobs, probs) if backward else attention.softmax(scores)
+    probs, dprobs = attention.softmax(scores.copy()), rng.standard_normal(scores.shape)
+    # copies: attention owns these buffers, so its NumPy softmax may overwrite them (speed.py)
+    return lambda: attention.softmax_backward(dprobs.copy(), probs) if backward else attention.softmax(scores.copy())
 
 
 def cross_entropy_case(rng):
@@ -178,10 +172,9 @@ def adamw_case(rng):
     return steps
 
 
-CASES = {"gelu_forward": lambda rng: gelu_case(rng, False), "gelu_backward": lambda rng: gelu_case(rng, True),
-         "layernorm_forward": lambda rng: layernorm_case(rng, False),
-         "layernorm_backward": lambda rng: layernorm_case(rng, True),
-         "softmax_exp": lambda rng: softmax_case(rng, False), "softmax_backward": lambda rng: softmax_case(rng, True),
+CASES = {"gelu_forward": gelu_case, "gelu_backward": functools.partial(gelu_case, backward=True),
+         "layernorm_forward": layernorm_case, "layernorm_backward": functools.partial(layernorm_case, backward=True),
+         "softmax_exp": softmax_case, "softmax_backward": functools.partial(softmax_case, backward=True),
          "cross_entropy_backward": cross_entropy_case, "adamw": adamw_case}
 
 
@@ -194,10 +187,6 @@ def test_each_kernel_matches_the_layers_numpy_math(cpu_kernels, name):
         actual = call()
     assert name in launched, f"the layer did not launch {name} on its fused path"
     assert_same(actual, expected, name)
-
-
-def test_every_case_has_a_registered_kernel():
-    assert set(CASES) <= set(gpu_kernels.KERNELS), set(CASES) - set(gpu_kernels.KERNELS)
 
 
 def test_a_wrong_kernel_body_is_caught(cpu_kernels, tmp_path):
@@ -218,7 +207,6 @@ def test_a_wrong_kernel_body_is_caught(cpu_kernels, tmp_path):
 def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels):
     with fused_path(cpu_kernels) as launched:
         results = suite.run_suite(Backend("numpy", "float64"))
-    assert results
     for r in results:
         assert r.rel_error <= TOLERANCE, r.describe()
     assert set(launched) == set(gpu_kernels.KERNELS) - {optim.ADAMW.name}    # the suite has no optimizer
@@ -232,7 +220,6 @@ def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_
         model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=0)
         optimizer = AdamW(model.params, lr=0.01, weight_decay=0.1)
         loss, grads = model.loss_and_grads(data[:, :-1], data[:, 1:], rng=np.random.default_rng(1))
-        grads = {name: g.copy() for name, g in grads.items()}
         norm = clip_grads(grads, 0.5)
         optimizer.step(model.params, grads)
         return float(loss), norm, grads, model.params, optimizer.m, optimizer.v

@@ -17,6 +17,7 @@ from numpy_llm.layers.layernorm import EPS as LN_EPS
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
+from numpy_llm.layers import attention, gelu, speed
 from numpy_llm.layers.rows import row_dot, row_mean, row_sum
 
 FORWARD_TOL = 1e-12      # float64 identities computed with the same operations (other shapes/slices)
@@ -298,3 +299,30 @@ def test_cross_entropy_backward_twice_gives_the_same_gradient(rng):
     first, _ = cross_entropy_backward(1.0, cache)
     second, _ = cross_entropy_backward(1.0, cache)
     np.testing.assert_array_equal(first, second)
+
+
+@pytest.fixture
+def plain_layers(monkeypatch):
+    monkeypatch.setattr(speed, "FAST_TWINS", False)
+
+
+def test_fast_twins_equal_the_plain_math(rng, plain_layers):
+    """Every fast twin (layers/speed.py) against the plain function it stands in for."""
+    x, dout = randn(rng, 4, 6, 16, scale=3.0), randn(rng, 4, 6, 16)
+    out, cache = gelu.gelu_forward(x)
+    out_fast, cache_fast = gelu.gelu_forward_fast(x)
+    np.testing.assert_allclose(out_fast, out, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(cache_fast.phi, cache.phi, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(gelu.gelu_backward_fast(dout, cache)[0], gelu.gelu_backward(dout, cache)[0],
+                               rtol=1e-12, atol=1e-15)
+    scores = randn(rng, 2, 3, 5, 5, scale=4.0) + causal_mask(np, 5, 5, "float64")
+    probs = attention.softmax(scores)
+    np.testing.assert_allclose(attention.softmax_fast(scores.copy()), probs, rtol=1e-13, atol=1e-16)
+    dprobs = randn(rng, 2, 3, 5, 5)
+    np.testing.assert_allclose(attention.softmax_backward_fast(dprobs.copy(), probs),
+                               attention.softmax_backward(dprobs, probs), rtol=1e-12, atol=1e-15)
+
+
+def test_the_plain_layers_pass_the_gradient_checks(plain_layers):
+    results = suite.run_suite()
+    assert results and all(r.passed for r in results), [r.describe() for r in results if not r.passed]

@@ -261,3 +261,17 @@ def test_config_rejects_non_positive_sizes(field, value):
 def test_config_rejects_bad_dropout(dropout):
     with pytest.raises(ValueError, match="dropout"):
         ModelConfig(dropout=dropout)
+
+
+def test_model_backward_consumes_its_cache():
+    """The layer contract (layers/cache.py): model_backward releases the block activations as it
+    goes, so a second call on the same cache raises instead of returning a wrong gradient."""
+    from numpy_llm.layers.cache import CacheConsumedError
+    from numpy_llm.model import model_backward, model_forward
+    model = TinyTransformerLM(SMALL, f64(), seed=0)
+    idx = np.random.default_rng(0).integers(0, 256, size=(2, SMALL.block_size))
+    logits, cache = model_forward(model.params, model.config, model.backend.asarray(idx))
+    dlogits = np.ones_like(logits)
+    model_backward(dlogits, cache)
+    with pytest.raises(CacheConsumedError, match="model_backward"):
+        model_backward(dlogits, cache)

@@ -1,9 +1,11 @@
 """Training: gradient accumulation, resume (bit-identical), Ctrl-C, non-finite stops, bad input."""
 import functools
 import json
+import errno
 import os
 import queue
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -133,7 +135,9 @@ class StderrLines:
         return "".join(lines)
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"])
+def test_a_stop_signal_saves_a_checkpoint_that_resumes(tmp_path, signum):
+    """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP: finish the step, save, exit 0."""
     ckpt = tmp_path / "ckpt.npz"
     command = [sys.executable, os.path.join(REPO, "cli.py"), "train", *TINY, "--steps", "100000",
                "--eval-interval", "100000", "--ckpt", str(ckpt)]
@@ -142,12 +146,12 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path):
     try:
         stderr.wait_for("step 3/", timeout=120)
         time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rest = stderr.rest(timeout=120)
     finally:
         proc.kill()                                  # (a no-op when it has exited)
     assert proc.returncode == 0
-    assert "interrupted" in rest and str(ckpt) in rest and "Traceback" not in rest
+    assert signal.Signals(signum).name in rest and f"saved to {ckpt}" in rest and "Traceback" not in rest
     step = params_of(ckpt)[1]["step"]
     assert 3 <= step < 100000
     assert main(["train", "--resume", "--ckpt", str(ckpt), "--steps", str(step + 2),
@@ -271,3 +275,85 @@ def test_every_array_module_command_takes_device_and_refuses_a_contradiction(com
 def test_device_cpu_is_numpy(capsys):
     assert main(["gradcheck", "--device", "cpu"]) == 0
     assert "0 failed" in capsys.readouterr().err
+
+
+def test_a_failed_checkpoint_write_names_the_file_the_reason_and_the_last_good_one(tmp_path, monkeypatch, capsys):
+    assert train(tmp_path, "--steps", "4", "--eval-interval", "2") == 0
+    before = open(tmp_path / "ckpt.npz", "rb").read()
+
+    def disk_full(path, run):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    monkeypatch.setattr(train_module, "save_run", disk_full)
+    capsys.readouterr()
+    assert train(tmp_path, "--resume", "--steps", "8") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"error: could not write {tmp_path / 'ckpt.npz'} (No space left on device); "
+                   f"the last good checkpoint is {tmp_path / 'ckpt.npz'} (step 4)")
+    assert open(tmp_path / "ckpt.npz", "rb").read() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_real_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from numpy_llm import checkpoint
+
+    def fail(f):
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(OSError):
+        checkpoint.atomic_write(str(tmp_path / "ckpt.npz"), fail)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_checkpoint_folder_is_refused_before_the_first_step(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main(["train", *TINY, "--steps", "2", "--ckpt", str(tmp_path / "a_file" / "ckpt.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write checkpoints to") and err.count("\n") == 1
+
+
+def test_checkpoints_and_metrics_get_the_umask_permissions(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert train(tmp_path, "--steps", "2") == 0
+    finally:
+        os.umask(previous)
+    for name in ("ckpt.npz", "ckpt.best.npz", "ckpt.metrics.jsonl"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644, name
+
+
+def test_resume_logs_each_step_once(tmp_path):
+    """A run killed between checkpoints logged steps past the checkpoint; resuming redoes them."""
+    assert train(tmp_path, "--steps", "6", "--eval-interval", "3") == 0
+    metrics = tmp_path / "ckpt.metrics.jsonl"
+    from numpy_llm.checkpoint import load_run, save_run
+    run = load_run(str(tmp_path / "ckpt.npz"))
+    run.state.step = 3                                 # as if the process died at step 6, saved at 3
+    save_run(str(tmp_path / "ckpt.npz"), run)
+    assert train(tmp_path, "--resume", "--steps", "6") == 0
+    steps = [json.loads(line)["step"] for line in open(metrics) if '"train"' in line]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_save_interval_checkpoints_between_evaluations(tmp_path, monkeypatch):
+    saved = []
+    real = train_module.save_run
+    monkeypatch.setattr(train_module, "save_run", lambda path, run: (saved.append(run.state.step), real(path, run)))
+    assert train(tmp_path, "--steps", "6", "--eval-interval", "6", "--save-interval", "2") == 0
+    assert saved[:3] == [2, 4, 6]
+
+
+def test_sigterm_stops_generation_with_one_line(tmp_path):
+    assert train(tmp_path, "--steps", "2") == 0
+    command = [sys.executable, os.path.join(REPO, "cli.py"), "generate", "--ckpt", str(tmp_path / "ckpt.npz"),
+               "--max-new-tokens", "100000000"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    stderr = StderrLines(proc)
+    try:
+        stderr.wait_for("loaded", timeout=120)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        rest = stderr.rest(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert rest.strip() == "stopped by SIGTERM"

@@ -7,7 +7,7 @@ from dataclasses import fields
 import numpy as np
 
 from ..backend import Backend
-from ..checkpoint import companion_path, load_run, new_run
+from ..checkpoint import check_writable, companion_path, load_run, new_run
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..errors import TrainingError, UsageError
 from ..generate import generate
@@ -40,6 +40,7 @@ HELP = {
     "grad_clip": "clip the global gradient norm to this value (0 turns clipping off)",
     "grad_accum": "micro-batches averaged per optimizer step",
     "eval_interval": "evaluate and checkpoint every this many steps",
+    "save_interval": "also checkpoint every this many steps between evaluations (0: off)",
     "eval_iters": "batches averaged per evaluation",
     "log_interval": "log a line every this many steps",
     "val_frac": "fraction of the data (its end) held out for validation",
@@ -88,7 +89,7 @@ def run(args):
     corpus = open_corpus(settings.data)
     data_name = settings.data or BUILTIN_NAME
     train_data, val_data = split_train_val(corpus, settings.val_frac, config.block_size, data_name)
-    os.makedirs(os.path.dirname(os.path.abspath(args.ckpt)), exist_ok=True)
+    check_writable(args.ckpt)
     if not args.resume:
         metrics = companion_path(args.ckpt, ".metrics.jsonl")
         if os.path.exists(metrics):
@@ -106,13 +107,12 @@ def run(args):
     try:
         outcome = run_training(run, runner, train_data, val_data, args.ckpt, log)
     except TrainingError as exc:
-        print(f"error: {exc}; the last good checkpoint ({args.ckpt}, if one was saved) is untouched",
-              file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:                       # a second Ctrl-C: stop now, save nothing more
+    except KeyboardInterrupt as exc:                # a second stop signal: stop now, save nothing more
         print(f"\naborted at step {run.state.step}: nothing more was saved; {args.ckpt} holds the last "
               f"checkpoint written (if any)", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     if outcome == "done":
         log(f"done: {run.state.step} steps, best val loss {run.state.best_val_loss:.4f}; "
             f"saved {args.ckpt} and {companion_path(args.ckpt, '.best.npz')}")

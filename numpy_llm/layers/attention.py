@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from .. import gpu_kernels as gpu
 from ..backend import array_module
+from . import speed
 from .dropout import DropoutCache, dropout_backward, dropout_forward
 from .linear import LinearCache, linear_backward, linear_forward
 from .rows import row_dot, row_sum
@@ -62,20 +63,25 @@ def causal_mask(xp, n_queries, n_keys, dtype_name):
 
 def softmax(scores):
     """Softmax over the last axis.  Subtracting the row max changes nothing mathematically
-    and keeps exp from overflowing; masked entries (-inf) become exactly 0."""
+    and keeps exp from overflowing; masked entries (-inf) become exactly 0.  (The fast twin
+    writes the result into the scores' buffer: attention never needs its scores again.)"""
     if gpu.on_gpu(scores):
-        return softmax_fused(scores)
+        return softmax_fused(scores)            # exp as one GPU kernel (end of file)
+    if speed.FAST_TWINS:
+        return softmax_fast(scores)             # the same, in the scores' own buffer (end of file)
     xp = array_module(scores)
     e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    e /= row_sum(e)                                                        # probs = e / sum_j e
-    return e
+    return e / row_sum(e)
 
 
 def softmax_backward(dprobs, probs):
     """probs = softmax(scores)  ->  dscores = probs * (dprobs - sum_j dprobs_j probs_j)
-    (from d probs_i / d scores_j = probs_i (delta_ij - probs_j))."""
+    (from d probs_i / d scores_j = probs_i (delta_ij - probs_j)).  (The fast twin writes
+    dscores into dprobs' buffer.)"""
     if gpu.on_gpu(dprobs):
         return softmax_backward_fused(dprobs, probs)
+    if speed.FAST_TWINS:
+        return softmax_backward_fast(dprobs, probs)
     return probs * (dprobs - row_dot(dprobs, probs))
 
 
@@ -166,6 +172,23 @@ def self_attention_backward(dout, cache):
     grads = {"w_qkv": qkv_grads["w"], "b_qkv": qkv_grads["b"],
              "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}
     return dx, grads
+
+
+# --- Fast twin (NumPy): softmax and its backward in place, in the buffer of their input, which ---
+# --- attention owns and never reads again (layers/speed.py)                                      ---
+
+def softmax_fast(scores):
+    xp = array_module(scores)
+    scores -= scores.max(axis=-1, keepdims=True)
+    e = xp.exp(scores, out=scores)
+    e /= row_sum(e)                                                        # probs = e / sum_j e
+    return e
+
+
+def softmax_backward_fast(dprobs, probs):
+    dprobs -= row_dot(dprobs, probs)
+    dprobs *= probs                                                        # probs * (dprobs - sum_j ...)
+    return dprobs
 
 
 # --- GPU fusion (CuPy only): softmax's elementwise steps as one kernel each (gpu_kernels.py) ---

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from .. import gpu_kernels as gpu
 from ..backend import array_module
+from . import speed
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 CUBIC = 0.044715
@@ -27,7 +28,9 @@ class GeluCache(NamedTuple):
 def gelu_forward(x):
     """Returns (out, cache); out has the shape of x."""
     if gpu.on_gpu(x):
-        return gelu_forward_fused(x)
+        return gelu_forward_fused(x)            # the formulas below as one GPU kernel (end of file)
+    if speed.FAST_TWINS:
+        return gelu_forward_fast(x)             # the formulas below, in place (end of file)
     xp = array_module(x)
     u = SQRT_2_OVER_PI * (x + CUBIC * x * x * x)
     phi = 0.5 * (1.0 + xp.tanh(u))
@@ -51,6 +54,8 @@ def gelu_backward(dout, cache):
     """
     if gpu.on_gpu(dout):
         return gelu_backward_fused(dout, cache)
+    if speed.FAST_TWINS:
+        return gelu_backward_fast(dout, cache)
     x, phi = cache.x, cache.phi
     du_dx = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x * x)
     dx = dout * phi * (1.0 + 2.0 * x * (1.0 - phi) * du_dx)
@@ -76,3 +81,32 @@ def gelu_forward_fused(x):
 
 def gelu_backward_fused(dout, cache):
     return gpu.launch(GELU_BACKWARD, cache.x, cache.phi, dout), {}
+
+
+# --- Fast twin (NumPy): the same formulas, computed in place in one buffer each (layers/speed.py) ---
+
+def gelu_forward_fast(x):
+    xp = array_module(x)
+    phi = x * x
+    phi *= CUBIC
+    phi += 1.0
+    phi *= x
+    phi *= SQRT_2_OVER_PI                   # u = sqrt(2/pi) x (1 + 0.044715 x^2)
+    xp.tanh(phi, out=phi)
+    phi += 1.0
+    phi *= 0.5                              # phi = 0.5 (1 + tanh(u))
+    return x * phi, GeluCache(x=x, phi=phi)
+
+
+def gelu_backward_fast(dout, cache):
+    x, phi = cache.x, cache.phi
+    dx = x * x
+    dx *= 3.0 * CUBIC
+    dx += 1.0
+    dx *= 2.0 * SQRT_2_OVER_PI              # 2 du/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    dx *= x
+    dx *= 1.0 - phi                         # 2 x (1 - phi) du/dx
+    dx += 1.0
+    dx *= phi
+    dx *= dout                              # dout * phi * (1 + 2 x (1 - phi) du/dx)
+    return dx, {}

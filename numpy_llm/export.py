@@ -1,0 +1,178 @@
+"""Convert between a numpy_llm checkpoint and a Hugging Face ``transformers`` GPT-2 folder.
+
+The model is GPT-2 exactly, so the conversion only renames; no array is transposed, because
+``transformers``' GPT-2 stores its linear layers as ``Conv1D`` with weights (n_in, n_out), the
+orientation of the registry here:
+
+    wte, wpe                  transformer.wte.weight, transformer.wpe.weight
+    h.{l}.ln_1.gamma / beta   transformer.h.{l}.ln_1.weight / bias       (ln_2, ln_f alike)
+    h.{l}.attn.w_qkv / b_qkv  transformer.h.{l}.attn.c_attn.weight / bias   columns [q | k | v]
+    h.{l}.attn.w_proj / b_proj  transformer.h.{l}.attn.c_proj.weight / bias
+    h.{l}.mlp.w_fc / b_fc     transformer.h.{l}.mlp.c_fc.weight / bias
+    h.{l}.mlp.w_proj / b_proj transformer.h.{l}.mlp.c_proj.weight / bias
+
+The LM head is tied to ``wte``, so ``lm_head.weight`` is not stored (``save_pretrained`` leaves
+it out too).  A folder holds ``model.safetensors`` (written by safetensors_io.py, in the
+checkpoint's dtype) and ``config.json``.  Token ids are byte values: ``list(text.encode())``.
+"""
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+
+from .errors import UsageError
+from .model import ModelConfig, param_shapes
+from .safetensors_io import SafetensorsError, load_file, save_file
+from .tokenizer import VOCAB_SIZE
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+LOCAL_NAMES = {"gamma": "weight", "beta": "bias", "w_qkv": "c_attn.weight", "b_qkv": "c_attn.bias",
+               "w_proj": "c_proj.weight", "b_proj": "c_proj.bias", "w_fc": "c_fc.weight", "b_fc": "c_fc.bias"}
+GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")     # transformers' names for the tanh GELU used here
+NEWLINE = 10                                      # generation from nothing starts at a newline byte
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")   # causal-mask buffers older versions saved
+SIZES = ("n_positions", "n_embd", "n_layer", "n_head")
+GPT2_DEFAULTS = {"model_type": None, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12,
+                 "n_head": 12, "n_inner": None, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+                 "resid_pdrop": 0.1, "tie_word_embeddings": True, "scale_attn_weights": True,
+                 "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False}
+
+
+def hf_name(name):
+    """A registry name -> its GPT2LMHeadModel state-dict key (see the table above)."""
+    if name in ("wte", "wpe"):
+        return f"transformer.{name}.weight"
+    head, local = name.rsplit(".", 1)
+    return f"transformer.{head}.{LOCAL_NAMES[local]}"
+
+
+def hf_config(config, dtype_name):
+    """config.json for GPT2LMHeadModel: the ModelConfig plus GPT-2's fixed choices made here."""
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
+        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None,          # None: 4 * n_embd
+        "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
+        "initializer_range": 0.02, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False, "add_cross_attention": False, "tie_word_embeddings": True,
+        "bos_token_id": NEWLINE, "eos_token_id": None, "pad_token_id": None,   # bytes have no end token
+        "use_cache": True, "torch_dtype": dtype_name,
+    }
+
+
+def export_hf(params, config, out_dir, overwrite=False):
+    """Write params (registry name -> host array) as a GPT2LMHeadModel folder ``out_dir``.
+
+    Both files are written in a temporary folder beside ``out_dir`` and then renamed into
+    place.  An existing non-empty ``out_dir`` is refused (UsageError) unless ``overwrite``;
+    then only model.safetensors and config.json are replaced."""
+    _check_target_dir(out_dir, overwrite)
+    dtypes = {np.asarray(p).dtype for p in params.values()}
+    if len(dtypes) != 1:
+        raise UsageError(f"parameters mix dtypes {sorted(map(str, dtypes))}; expected one")
+    target = os.path.abspath(out_dir)
+    parent, base = os.path.split(target)          # the temporary folder goes beside the target,
+    tmp = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")   # so the renames stay on one disk
+    os.makedirs(parent, exist_ok=True)
+    os.mkdir(tmp)
+    try:
+        save_file({hf_name(name): p for name, p in params.items()}, os.path.join(tmp, WEIGHTS_FILE),
+                  metadata={"format": "pt"})
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            json.dump(hf_config(config, dtypes.pop().name), f, indent=2)
+            f.write("\n")
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        if os.path.isdir(out_dir):
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_target_dir(out_dir, overwrite):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise UsageError(f"{out_dir} exists and is not empty; pass --overwrite to replace its "
+                         f"{WEIGHTS_FILE} and {CONFIG_FILE}")
+
+
+def import_hf(model_dir):
+    """Read a GPT2LMHeadModel folder: (params registry name -> NumPy array, ModelConfig).
+
+    Raises UsageError for a folder that is not a GPT-2 this model can run exactly: a vocabulary
+    other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
+    config = config_from_hf(_read_json(os.path.join(model_dir, CONFIG_FILE)), model_dir)
+    path = os.path.join(model_dir, WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(f"{model_dir} has no {WEIGHTS_FILE} (a sharded or PyTorch-pickle folder "
+                         f"is not read here; save it with safe_serialization and one shard)")
+    try:
+        tensors = load_file(path)
+    except (OSError, SafetensorsError) as exc:
+        raise UsageError(f"{path} is not a readable safetensors file ({exc})") from None
+    tensors = {key.removeprefix("transformer."): t for key, t in tensors.items()
+               if not key.endswith(IGNORED_SUFFIXES)}
+    head = tensors.pop("lm_head.weight", None)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        key = hf_name(name).removeprefix("transformer.")
+        if key not in tensors:
+            raise UsageError(f"{path} lacks tensor {key}")
+        tensor = tensors.pop(key)
+        if tensor.shape != shape:
+            raise UsageError(f"{path}: {key} has shape {tensor.shape}, expected {shape}")
+        if not np.all(np.isfinite(tensor)):
+            raise UsageError(f"{path}: {key} holds non-finite values")
+        params[name] = tensor if tensor.dtype in (np.float32, np.float64) else tensor.astype(np.float32)
+    if tensors:
+        raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {sorted(tensors)[0]}")
+    if head is not None and not np.array_equal(head, params["wte"]):
+        raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
+    return params, config
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"{path} not found (is it a Hugging Face model folder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path} is not a JSON object")
+    return value
+
+
+def config_from_hf(hf, where):
+    """A GPT2Config dict (missing keys take transformers' defaults) -> ModelConfig, or UsageError."""
+    c = {**GPT2_DEFAULTS, **hf}
+    checks = [
+        (c["model_type"] == "gpt2", f"model_type is {c['model_type']!r}, not 'gpt2'"),
+        (c["vocab_size"] == VOCAB_SIZE, f"vocab_size is {c['vocab_size']}, not {VOCAB_SIZE} bytes"),
+        (c["activation_function"] in GELU_TANH,
+         f"activation_function is {c['activation_function']!r}, not one of {', '.join(GELU_TANH)}"),
+        (c["layer_norm_epsilon"] == 1e-5, f"layer_norm_epsilon is {c['layer_norm_epsilon']}, not 1e-05"),
+        (c["tie_word_embeddings"] is True, "the LM head is not tied to the token embedding"),
+        (all(type(c[k]) is int for k in SIZES), f"{', '.join(SIZES)} must be integers"),
+        (c["n_inner"] in (None, 4 * c["n_embd"]), f"n_inner is {c['n_inner']}, not 4 * n_embd"),
+        (c["scale_attn_weights"] is True, "attention scores are not scaled by 1/sqrt(head size)"),
+        (c["scale_attn_by_inverse_layer_idx"] is False, "attention is scaled by the inverse layer index"),
+        (c["add_cross_attention"] is False, "the model has cross-attention"),
+    ]
+    for ok, problem in checks:
+        if not ok:
+            raise UsageError(f"{where} is not a GPT-2 numpy_llm can run: {problem}")
+    try:
+        return ModelConfig(block_size=c["n_positions"], n_layer=c["n_layer"], n_head=c["n_head"],
+                           n_embd=c["n_embd"], dropout=c["resid_pdrop"], vocab_size=VOCAB_SIZE)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where} has an unusable GPT-2 config ({exc})") from None

@@ -1,0 +1,103 @@
+"""The package's shape: no import cycles, no module over 250 lines, no cache read by position."""
+import ast
+import os
+import re
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("numpy_llm", "gradcheck")
+MAX_LINES = 250
+
+
+def modules():
+    """Every module of the two packages: dotted name -> path."""
+    found = {}
+    for package in PACKAGES:
+        for folder, _, files in os.walk(os.path.join(REPO, package)):
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    dotted = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
+                    found[dotted.removesuffix(".__init__")] = path
+    return found
+
+
+def imports_of(dotted, path, known):
+    """The package modules ``dotted`` imports at module level (function-level imports included:
+    a cycle through a lazy import is still a cycle)."""
+    is_package = path.endswith("__init__.py")
+    base = dotted.split(".") if is_package else dotted.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            prefix = ".".join(base[:len(base) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (prefix, node.module or "") if p)
+            names = [module] + [f"{module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in known and name != dotted)
+    return found
+
+
+def find_cycle(graph):
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for child in sorted(graph[node]):
+            if state.get(child) == "open":
+                return stack[stack.index(child):] + [child]
+            if child not in state:
+                cycle = visit(child, stack + [child])
+                if cycle:
+                    return cycle
+        state[node] = "done"
+        return None
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node, [node])
+            if cycle:
+                return cycle
+    return None
+
+
+def import_graph():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    for name in graph:                       # a package's __init__ importing its own modules is not a cycle
+        graph[name] = {m for m in graph[name] if not name.startswith(m + ".")}
+    return graph
+
+
+def test_no_import_cycles():
+    assert find_cycle(import_graph()) is None, " -> ".join(find_cycle(import_graph()))
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_model_and_gradcheck_stay_apart_from_execution():
+    graph = import_graph()
+    assert not graph["numpy_llm.model"] & {"numpy_llm.runner", "numpy_llm.blas", "numpy_llm.host_memory"}
+    assert not {m for m in graph["gradcheck.checker"] if m.startswith("numpy_llm")}
+    source = open(os.path.join(REPO, "numpy_llm", "model.py")).read().lower()
+    assert not re.search(r"thread|share|blas", source)
+
+
+@pytest.mark.parametrize("dotted, path", sorted(modules().items()))
+def test_no_module_is_over_250_lines(dotted, path):
+    assert sum(1 for _ in open(path)) <= MAX_LINES, dotted
+
+
+def test_no_cache_is_read_by_position():
+    tracked = subprocess.run(["git", "grep", "-nE", r"cache\[[0-9]"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60)
+    if tracked.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert tracked.stdout == ""

@@ -186,3 +186,13 @@ def test_cli_gradcheck_reports_broken_backward(monkeypatch, capsys):
     failing = [row for row in _table_rows(out) if row.split()[-1] == "FAIL"]
     assert [row.split()[:2] for row in failing] == [["layernorm", "x"]]
     assert "FAIL: layernorm / x" in err
+
+
+def test_cli_gradcheck_plain_checks_the_plain_math_and_restores_the_twins(monkeypatch, capsys):
+    from numpy_llm.layers import gelu, speed
+    seen = []
+    real = gelu.gelu_backward_fast
+    monkeypatch.setattr(gelu, "gelu_backward_fast", lambda *a: (seen.append("fast"), real(*a))[1])
+    assert cli.main(["gradcheck", "--plain"]) == 0
+    assert seen == [] and speed.FAST_TWINS is True
+    assert cli.main(["gradcheck"]) == 0 and seen

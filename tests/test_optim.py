@@ -45,6 +45,10 @@ def test_adamw_updates_in_place_and_lr_override():
     opt.step(params, {"w": np.ones((2, 2))}, lr=0.5)
     assert params["w"] is ref                                  # same buffer
     np.testing.assert_allclose(ref, 0.5 * np.ones((2, 2)), atol=1e-6)   # first step moves by ~lr
+    before = ref.copy()
+    opt.step(params, {"w": -np.ones((2, 2))}, lr=0.5)          # m = 0.9*0.1 - 0.1 = -0.01, v = 0.01*0.99 + 0.01
+    m_hat, v_hat = -0.01 / (1 - 0.9 ** 2), 0.0199 / (1 - 0.99 ** 2)   # bias-corrected: a missing correction fails
+    np.testing.assert_allclose(ref, before - 0.5 * m_hat / (math.sqrt(v_hat) + 1e-8), rtol=1e-12)
 
 
 def test_clipping_scales_to_max_norm():

@@ -5,6 +5,7 @@ math: the same formulas computed in place, in one or two buffers instead of a te
 array per operation.  Each twin is there because it buys more than 2% of a training step
 (docs/performance.md has the measurements), and tests/test_layers.py checks every twin
 against the plain function beside it.  With ``FAST_TWINS = False`` every layer runs its
-plain math only, which is what the gradient checks also prove (gradcheck runs both).
+plain math only: ``python cli.py gradcheck --plain`` checks the plain math that way, and the
+default ``python cli.py gradcheck`` checks the twins that training runs.
 """
 FAST_TWINS = True

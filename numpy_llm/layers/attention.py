@@ -125,11 +125,11 @@ def causal_attention_backward(dout, cache):
 
 
 def split_heads(qkv, n_head):
-    """(B, T, 3C) -> q, k, v each (B, H, T, hs): views, no copy."""
+    """(B, T, 3C) -> (3, B, H, T, hs): [0] is q, [1] is k, [2] is v.  A view, no copy: writing
+    into it writes into ``qkv``."""
     B, T, three_c = qkv.shape
     hs = three_c // (3 * n_head)
-    heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)      # (3, B, H, T, hs)
-    return heads[0], heads[1], heads[2]
+    return qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)
 
 
 def merge_heads(y):
@@ -144,7 +144,8 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0,
     With a ``kv_cache`` (generation, see numpy_llm/kv_cache.py) the T new positions
     append their keys and values to it and attend over every stored position."""
     qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)              # (B, T, 3C)
-    q, k, v = split_heads(qkv, n_head)                            # (B, H, T, hs) each
+    heads = split_heads(qkv, n_head)                              # (3, B, H, T, hs) view
+    q, k, v = heads[0], heads[1], heads[2]                        # (B, H, T, hs) each
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)                              # (B, H, Tk, hs), Tk >= T
     y, attention_cache = causal_attention_forward(q, k, v, dropout, rng)    # (B, H, T, hs)
@@ -158,7 +159,7 @@ def self_attention_backward(dout, cache):
     out = merge_heads(y) @ w_proj + b_proj  ->  dmerged (B, T, C), dw_proj, db_proj
     merged = merge_heads(y)                 ->  dy = dmerged split into heads (B, H, T, hs)
     y = causal_attention(q, k, v)           ->  dq, dk, dv (B, H, T, hs)
-    q, k, v = split_heads(qkv)              ->  dqkv = merged dq, dk, dv side by side (B, T, 3C)
+    q, k, v = split_heads(qkv)              ->  dqkv (B, T, 3C): dq, dk, dv written back through the same view
     qkv = x @ w_qkv + b_qkv                 ->  dx (B, T, C), dw_qkv, db_qkv
     """
     xp = array_module(dout)
@@ -167,7 +168,9 @@ def self_attention_backward(dout, cache):
     H = cache.n_head
     dy = dmerged.reshape(B, T, H, C // H).transpose(0, 2, 1, 3)                 # (B, H, T, hs)
     (dq, dk, dv), _ = causal_attention_backward(dy, cache.attention)
-    dqkv = xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)   # (B, T, 3C)
+    dqkv = xp.empty((B, T, 3 * C), dtype=dout.dtype)
+    dheads = split_heads(dqkv, H)                                             # (3, B, H, T, hs) view of dqkv
+    dheads[0], dheads[1], dheads[2] = dq, dk, dv          # each gradient goes where split_heads took q, k, v
     dx, qkv_grads = linear_backward(dqkv, cache.qkv)
     grads = {"w_qkv": qkv_grads["w"], "b_qkv": qkv_grads["b"],
              "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}

@@ -28,9 +28,10 @@ def layernorm_forward(x, gamma, beta):
     if gpu.on_gpu(x):
         return layernorm_forward_fused(x, gamma, beta)
     xp = array_module(x)
+    C = x.shape[-1]
     mean = row_mean(x)
     centered = x - mean                                       # x - mean, used twice
-    var = row_mean(centered * centered)
+    var = row_dot(centered, centered) / C                     # mean_c (x - mean)^2
     rstd = 1.0 / xp.sqrt(var + EPS)
     xhat = centered * rstd
     out = xhat * gamma + beta

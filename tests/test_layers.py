@@ -17,7 +17,7 @@ from numpy_llm.layers.layernorm import EPS as LN_EPS
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
-from numpy_llm.layers import attention, gelu, speed
+from numpy_llm.layers import attention, gelu, layernorm, speed
 from numpy_llm.layers.rows import row_dot, row_mean, row_sum
 
 FORWARD_TOL = 1e-12      # float64 identities computed with the same operations (other shapes/slices)
@@ -315,6 +315,17 @@ def test_fast_twins_equal_the_plain_math(rng, plain_layers):
     np.testing.assert_allclose(cache_fast.phi, cache.phi, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(gelu.gelu_backward_fast(dout, cache)[0], gelu.gelu_backward(dout, cache)[0],
                                rtol=1e-12, atol=1e-15)
+    gamma, beta = randn(rng, 16, shift=1.0), randn(rng, 16)
+    out, cache = layernorm.layernorm_forward(x, gamma, beta)
+    out_fast, cache_fast = layernorm.layernorm_forward_fast(x, gamma, beta)
+    np.testing.assert_allclose(out_fast, out, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cache_fast.xhat, cache.xhat, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cache_fast.rstd, cache.rstd, rtol=1e-12)
+    dx_fast, grads_fast = layernorm.layernorm_backward_fast(dout, cache)
+    dx, grads = layernorm.layernorm_backward(dout, cache)
+    np.testing.assert_allclose(dx_fast, dx, rtol=1e-11, atol=1e-13)
+    for name in grads:
+        np.testing.assert_allclose(grads_fast[name], grads[name], rtol=1e-11, atol=1e-13, err_msg=name)
     scores = randn(rng, 2, 3, 5, 5, scale=4.0) + causal_mask(np, 5, 5, "float64")
     probs = attention.softmax(scores)
     np.testing.assert_allclose(attention.softmax_fast(scores.copy()), probs, rtol=1e-13, atol=1e-16)

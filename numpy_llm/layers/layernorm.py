@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from .. import gpu_kernels as gpu
 from ..backend import array_module
+from . import speed
 from .rows import row_dot, row_mean
 
 EPS = 1e-5
@@ -26,7 +27,9 @@ class LayerNormCache(NamedTuple):
 def layernorm_forward(x, gamma, beta):
     """Returns (out (..., C), cache)."""
     if gpu.on_gpu(x):
-        return layernorm_forward_fused(x, gamma, beta)
+        return layernorm_forward_fused(x, gamma, beta)      # the lines below, fused (end of file)
+    if speed.FAST_TWINS:
+        return layernorm_forward_fast(x, gamma, beta)       # the lines below, in place (end of file)
     xp = array_module(x)
     C = x.shape[-1]
     mean = row_mean(x)
@@ -50,12 +53,43 @@ def layernorm_backward(dout, cache):
     """
     if gpu.on_gpu(dout):
         return layernorm_backward_fused(dout, cache)
+    if speed.FAST_TWINS:
+        return layernorm_backward_fast(dout, cache)
     xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
     C = gamma.shape[0]
     dgamma = (dout * xhat).reshape(-1, C).sum(axis=0)
     dbeta = dout.reshape(-1, C).sum(axis=0)
     dxhat = dout * gamma
     dx = rstd * (dxhat - row_mean(dxhat) - xhat * (row_dot(dxhat, xhat) / C))   # row_dot / C: mean_c(dxhat xhat)
+    return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+# --- Fast twin (NumPy): the same lines in two buffers, the backward's row means as ---
+# --- matrix-vector products with gamma, which release Python's lock (layers/speed.py) ---
+
+def layernorm_forward_fast(x, gamma, beta):
+    xp = array_module(x)
+    C = x.shape[-1]
+    xhat = x - row_mean(x)                                    # x - mean
+    rstd = 1.0 / xp.sqrt(row_dot(xhat, xhat) / C + EPS)
+    xhat *= rstd                                              # xhat = (x - mean) * rstd
+    out = xhat * gamma
+    out += beta
+    return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
+
+
+def layernorm_backward_fast(dout, cache):
+    xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
+    C = gamma.shape[0]
+    dout_xhat = dout * xhat
+    dgamma = dout_xhat.reshape(-1, C).sum(axis=0)
+    dbeta = dout.reshape(-1, C).sum(axis=0)
+    mean_dxhat = (dout @ gamma)[..., None] / C                # mean_c(dout * gamma)
+    mean_dxhat_xhat = (dout_xhat @ gamma)[..., None] / C      # mean_c(dout * gamma * xhat)
+    dx = dout * gamma                                         # dxhat
+    dx -= mean_dxhat
+    dx -= xhat * mean_dxhat_xhat
+    dx *= rstd                                                # rstd (dxhat - mean - xhat mean(dxhat xhat))
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 

@@ -1,6 +1,6 @@
 """One switch for the NumPy layers' fast twins.
 
-A few layers (GELU, and softmax inside attention) carry a *fast twin* after their plain
+A few layers (GELU, LayerNorm, and softmax inside attention) carry a *fast twin* after their plain
 math: the same formulas computed in place, in one or two buffers instead of a temporary
 array per operation.  Each twin is there because it buys more than 2% of a training step
 (docs/performance.md has the measurements), and tests/test_layers.py checks every twin

@@ -14,6 +14,7 @@ import math
 
 from . import gpu_kernels as gpu
 from .backend import array_module
+from .layers import speed
 
 # AdamW's defaults, which are also training's (train.py: TrainSettings reads them from here)
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 1e-8, 0.1
@@ -58,20 +59,45 @@ class AdamW:
         correction1 = 1.0 - beta1 ** self.step_count
         correction2 = 1.0 - beta2 ** self.step_count
         for name, p in params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
             decay = 1.0 - lr * self.weight_decay if decays(p.shape) else 1.0
-            if gpu.on_gpu(p):
-                adamw_fused(p, g, m, v, beta1, beta2, correction1, correction2, lr, self.eps, decay)
-                continue
-            xp = array_module(p)
-            m *= beta1
-            m += (1.0 - beta1) * g                              # m = beta1 m + (1 - beta1) g
-            v *= beta2
-            v += (1.0 - beta2) * g * g                          # v = beta2 v + (1 - beta2) g^2
-            m_hat = m / correction1
-            v_hat = v / correction2
-            p *= decay                                          # decoupled weight decay: p -= lr wd p
-            p -= lr * m_hat / (xp.sqrt(v_hat) + self.eps)       # p -= lr m_hat / (sqrt(v_hat) + eps)
+            update = adamw_fused if gpu.on_gpu(p) else adamw_fast if speed.FAST_TWINS else adamw_update
+            update(p, grads[name], self.m[name], self.v[name], beta1, beta2, correction1, correction2,
+                   lr, self.eps, decay)
+
+
+def adamw_update(p, g, m, v, beta1, beta2, correction1, correction2, lr, eps, decay):
+    """One tensor's AdamW update, in place in p, m and v (the formulas at the top of this file)."""
+    xp = array_module(p)
+    m *= beta1
+    m += (1.0 - beta1) * g                              # m = beta1 m + (1 - beta1) g
+    v *= beta2
+    v += (1.0 - beta2) * g * g                          # v = beta2 v + (1 - beta2) g^2
+    m_hat = m / correction1
+    v_hat = v / correction2
+    p *= decay                                          # decoupled weight decay: p -= lr wd p
+    p -= lr * m_hat / (xp.sqrt(v_hat) + eps)            # p -= lr m_hat / (sqrt(v_hat) + eps)
+
+
+# --- Fast twin (NumPy): the same update with one scratch buffer per tensor instead of seven ---
+# --- temporaries, the bias corrections folded into two scalars (layers/speed.py):          ---
+# ---   lr m_hat / (sqrt(v_hat) + eps) = step_size m / (sqrt(v) + eps sqrt(correction2)),     ---
+# ---   step_size = lr sqrt(correction2) / correction1                                       ---
+
+def adamw_fast(p, g, m, v, beta1, beta2, correction1, correction2, lr, eps, decay):
+    xp = array_module(p)
+    scratch = g * g
+    scratch *= 1.0 - beta2
+    v *= beta2
+    v += scratch                                        # v = beta2 v + (1 - beta2) g^2
+    xp.multiply(g, 1.0 - beta1, out=scratch)
+    m *= beta1
+    m += scratch                                        # m = beta1 m + (1 - beta1) g
+    p *= decay
+    denom = xp.sqrt(v, out=scratch)
+    denom += eps * math.sqrt(correction2)
+    step = xp.divide(m, denom, out=scratch)
+    step *= lr * math.sqrt(correction2) / correction1
+    p -= step
 
 
 # --- GPU fusion (CuPy only): one tensor's whole update as one kernel (gpu_kernels.py) ---

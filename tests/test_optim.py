@@ -2,6 +2,8 @@
 import math
 
 import numpy as np
+
+from numpy_llm import optim
 import pytest
 
 from numpy_llm.optim import AdamW, clip_grads, global_grad_norm, lr_at
@@ -86,3 +88,16 @@ def test_schedule_warmup_peak_and_end():
 def test_schedule_without_warmup():
     assert lr_at(0, 10, 1.0, 0.0, 0) == pytest.approx(1.0)
     assert lr_at(9, 10, 1.0, 0.0, 0) == pytest.approx(0.0)
+
+
+def test_the_adamw_fast_twin_equals_the_plain_update():
+    rng = np.random.default_rng(3)
+    states = [{k: rng.standard_normal((4, 5)) for k in "pgm"} for _ in range(2)]
+    for state in states:
+        state["v"] = rng.random((4, 5))
+    scalars = (0.9, 0.99, 1 - 0.9 ** 3, 1 - 0.99 ** 3, 0.01, 1e-8, 0.999)
+    plain, fast = ({k: a.copy() for k, a in states[0].items()} for _ in range(2))
+    optim.adamw_update(plain["p"], plain["g"], plain["m"], plain["v"], *scalars)
+    optim.adamw_fast(fast["p"], fast["g"], fast["m"], fast["v"], *scalars)
+    for k in "pmv":
+        np.testing.assert_allclose(fast[k], plain[k], rtol=1e-12, atol=1e-15, err_msg=k)

@@ -17,3 +17,8 @@ class InvalidSetting(ValueError):
     def __init__(self, name, rule):
         super().__init__(f"{name} {rule}")
         self.name, self.rule = name, rule
+
+
+def is_int(value):
+    """A whole number, as a setting must be (True and 2.0 are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .errors import InvalidSetting
+from .errors import InvalidSetting, is_int
 from .layers.block import block_backward, block_forward, block_param_shapes
 from .layers.cache import ConsumableCache
 from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
@@ -40,7 +40,7 @@ class ModelConfig:
     def __post_init__(self):
         """The one check of the sizes (the command line shows an InvalidSetting as its flag)."""
         for name in ("block_size", "n_layer", "n_head", "n_embd", "vocab_size"):
-            if getattr(self, name) < 1:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise InvalidSetting(name, f"must be a positive integer, not {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise InvalidSetting("n_embd", f"{self.n_embd} is not divisible by n_head {self.n_head}")
@@ -121,7 +121,7 @@ def model_forward(params, config, idx, rng=None, kv_cache=None):
         block_caches.append(cache)
     h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     V, C = params["wte"].shape
-    logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one sgemm
+    logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
     return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
                               ln_f=lnf_cache, h=h, wte=params["wte"])
 
@@ -143,7 +143,7 @@ def model_backward(dlogits, cache):
     B, T, V = dlogits.shape
     C = cache.h.shape[-1]
     grads = {}
-    dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one sgemm
+    dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one 2-D matrix product
     dh = (dlogits2d @ cache.wte).reshape(B, T, C)
     dwte_head = dlogits2d.T @ cache.h.reshape(B * T, C)
     dx, lnf_grads = layernorm_backward(dh, cache.ln_f)

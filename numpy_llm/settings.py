@@ -3,11 +3,13 @@ with its default and its valid range, in one place.  The command line builds its
 from these fields and shows an InvalidSetting as one line naming the flag."""
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import Optional
 
-from .errors import InvalidSetting
+from .errors import InvalidSetting, is_int
 from .optim import BETAS, EPS, LR, WEIGHT_DECAY
 
 POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
+COUNTS = POSITIVE_INTS + ("warmup_steps", "save_interval", "seed")       # whole numbers
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,12 @@ class TrainSettings:
     log_interval: int = 10
     val_frac: float = 0.1
     seed: int = 1337
-    data: str = None
+    data: Optional[str] = None     # the training text; None: the built-in sample
 
     def __post_init__(self):
+        for name in COUNTS:
+            if not is_int(getattr(self, name)):
+                raise InvalidSetting(name, f"must be a whole number, not {getattr(self, name)!r}")
         for name in POSITIVE_INTS:
             if getattr(self, name) < 1:
                 raise InvalidSetting(name, f"must be a positive integer, not {getattr(self, name)}")
@@ -39,6 +44,7 @@ class TrainSettings:
                   ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, --lr]"),
                   ("warmup_steps", self.warmup_steps >= 0, "must be 0 or more"),
                   ("save_interval", self.save_interval >= 0, "must be 0 (off) or more"),
+                  ("seed", self.seed >= 0, "must be 0 or more"),
                   ("weight_decay", self.weight_decay >= 0, "must be 0 or more"),
                   ("grad_clip", self.grad_clip >= 0, "must be 0 (off) or more"),
                   ("beta1", 0 <= self.beta1 < 1, "must be in [0, 1)"),

@@ -48,19 +48,22 @@ def _blas_functions():
     """NumPy's BLAS thread-count (setter, getter), or () if it cannot be controlled."""
     global _blas
     if _blas is None:
-        _blas = ()
-        for path in _blas_candidates():
-            try:
-                library = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for set_name, get_name in _BLAS_THREAD_FUNCTIONS:
-                if hasattr(library, set_name) and hasattr(library, get_name):
-                    setter, getter = getattr(library, set_name), getattr(library, get_name)
-                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
-                    _blas = (setter, getter)
-                    return _blas
+        _blas = _find_blas_functions()          # one assignment: no thread sees a half-done search
     return _blas
+
+
+def _find_blas_functions():
+    for path in _blas_candidates():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for set_name, get_name in _BLAS_THREAD_FUNCTIONS:
+            if hasattr(library, set_name) and hasattr(library, get_name):
+                setter, getter = getattr(library, set_name), getattr(library, get_name)
+                setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                return setter, getter
+    return ()
 
 
 def blas_threads():

@@ -6,6 +6,7 @@ from gradcheck import format_table
 from gradcheck import suite
 
 from ..backend import Backend
+from ..errors import UsageError
 from ..layers import speed
 from .options import add_array_module_flags, array_module_name
 
@@ -20,6 +21,9 @@ def configure(parser):
 
 def run(args):
     start = time.perf_counter()
+    if args.plain and array_module_name(args) != "numpy":
+        raise UsageError("--plain checks the plain NumPy math (on CuPy the layers run their fused kernels); "
+                         "use it with --xp numpy")
     backend = Backend(array_module_name(args), "float64")
     fast_twins = speed.FAST_TWINS
     speed.FAST_TWINS = fast_twins and not args.plain

@@ -128,3 +128,6 @@ class FixedRng:
 
     def random(self, shape, dtype):
         return np.random.default_rng(self.seed).random(shape, dtype=dtype)
+
+    def integers(self, low, high, dtype):          # dropout on CuPy draws one seed per mask
+        return np.random.default_rng(self.seed).integers(low, high, dtype=dtype)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy
 
-CUPY_INSTALL_HINT = "install it with `pip install cupy-cuda12x` (or `pip install -e .[gpu]`)"
+CUPY_INSTALL_HINT = "install CuPy with its CUDA libraries: pip install -e \".[gpu]\" (cupy-cuda12x[ctk])"
 DTYPES = ("float32", "float64")
 
 
@@ -27,20 +27,34 @@ class BackendError(RuntimeError):
 
 
 def load_cupy():
-    """Import CuPy and check that it can see a GPU, or raise BackendError saying why."""
+    """Import CuPy and prove the GPU usable by compiling and running one tiny elementwise kernel
+    (the same path every fused kernel takes: NVRTC, the driver, device memory), or raise
+    BackendError with one line saying what is missing and what to install."""
     try:
         import cupy
     except ImportError as exc:
-        raise BackendError(f"--xp cupy needs CuPy, which is not installed ({exc}); "
-                           f"{CUPY_INSTALL_HINT}") from None
+        raise BackendError(f"--xp cupy needs CuPy, which is not installed ({exc}); {CUPY_INSTALL_HINT}") from None
     try:
         n_gpus = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own types
-        raise BackendError(f"--xp cupy found CuPy but no usable GPU ({exc}); "
-                           f"use --xp numpy, or {CUPY_INSTALL_HINT} on a machine with an NVIDIA GPU") from None
+    except Exception as exc:  # no driver, or one too old for CuPy's CUDA: CuPy raises its own types
+        raise BackendError(f"--xp cupy found CuPy but no usable NVIDIA driver ({first_line(exc)}); use --xp numpy, "
+                           f"or run on a machine with an NVIDIA GPU and a driver for CUDA 12") from None
     if n_gpus < 1:
         raise BackendError("--xp cupy found CuPy but no GPU is visible; use --xp numpy")
+    try:
+        probe = cupy.ElementwiseKernel("T x", "T y", "y = x + T(1)", "numpy_llm_probe")
+        if float(probe(cupy.zeros(4, dtype=cupy.float32)).sum()) != 4.0:
+            raise RuntimeError("a kernel ran but returned wrong numbers")
+    except Exception as exc:  # NVRTC or CUDA headers missing, out of memory, a broken install
+        raise BackendError(f"--xp cupy found a GPU but CuPy cannot compile and run a kernel on it "
+                           f"({first_line(exc)}); {CUPY_INSTALL_HINT}") from None
     return cupy
+
+
+def first_line(exc):
+    """An exception as one short line (CuPy's compile errors span pages)."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return f"{type(exc).__name__}: {lines[0][:200]}"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=Fals
     adam_m/<name>    AdamW first moments       (absent in a weights-only export)
     adam_v/<name>    AdamW second moments
     meta             a 0-d string: JSON with format_version, model config, training flags,
-                     step, AdamW step, best and last validation loss, dtype, worker count
-                     and the data generator's state
+                     step, AdamW step, best and last validation loss, dtype, worker and
+                     rank (process) counts and the data generator's state
 
 Writes are atomic: the file is written under a temporary name in the same folder,
 flushed to disk, then renamed over the target, so a crash mid-write never leaves a
@@ -43,13 +43,19 @@ def companion_path(ckpt_path, suffix):
 
 def save_checkpoint(path, params, meta, optimizer=None):
     """Write params (name -> array), optimizer moments and meta (a JSON-able dict) atomically."""
+    arrays = checkpoint_arrays(params, optimizer)
+    meta = dict(meta, format_version=FORMAT_VERSION)
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def checkpoint_arrays(params, optimizer=None):
+    """The arrays of a checkpoint, by entry name, as NumPy arrays on the host."""
     arrays = {f"param/{name}": to_numpy(p) for name, p in params.items()}
     if optimizer is not None:
         for prefix, attribute in MOMENTS.items():
             arrays.update({prefix + name: to_numpy(a) for name, a in getattr(optimizer, attribute).items()})
-    meta = dict(meta, format_version=FORMAT_VERSION)
-    arrays["meta"] = np.array(json.dumps(meta))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return arrays
 
 
 def atomic_write(path, write):
@@ -154,6 +160,7 @@ class Run:
     rng: Any                    # the NumPy Generator that draws batches and dropout masks
     state: RunState
     workers: int = 1            # the threads the run was trained with (runner.py)
+    ranks: int = 1              # the processes it was trained on (distributed.py)
 
 
 def new_run(config, settings, backend, workers=1):
@@ -165,17 +172,30 @@ def new_run(config, settings, backend, workers=1):
 
 def save_run(path, run):
     """Write the whole run to ``path`` atomically."""
-    meta = {"model": run.model.config.to_dict(), "train": run.settings.to_dict(), "step": run.state.step,
+    save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer)
+
+
+def run_record(run):
+    """(arrays, meta): the run as a checkpoint holds it, in memory (rank 0 sends it to the others)."""
+    return checkpoint_arrays(run.model.params, run.optimizer), _run_meta(run)
+
+
+def _run_meta(run):
+    return {"model": run.model.config.to_dict(), "train": run.settings.to_dict(), "step": run.state.step,
             "adam_step": run.optimizer.step_count, "best_val_loss": _json_float(run.state.best_val_loss),
             "val_loss": _json_float(run.state.val_loss), "dtype": run.model.backend.dtype_name,
-            "workers": run.workers, "rng_state": run.rng.bit_generator.state}
-    save_checkpoint(path, run.model.params, meta, run.optimizer)
+            "workers": run.workers, "ranks": run.ranks, "rng_state": run.rng.bit_generator.state}
 
 
 def load_run(path, xp_name="numpy", dtype=None, settings_overrides=None):
     """The run saved in ``path``, on ``xp_name``, in ``dtype`` (default: the saved one), its
     settings updated with ``settings_overrides`` (a dict); UsageError if it cannot resume."""
     arrays, meta = load_checkpoint(path)
+    return run_from_record(arrays, meta, path, xp_name, dtype, settings_overrides)
+
+
+def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_overrides=None):
+    """The run held in ``arrays`` and ``meta`` (from ``path``, named in errors); see load_run."""
     config = config_from_meta(meta, path)
     settings = TrainSettings.from_dict({**meta.get("train", {}), **(settings_overrides or {})})
     backend = Backend(xp_name, dtype or meta.get("dtype", "float32"))
@@ -192,8 +212,9 @@ def load_run(path, xp_name="numpy", dtype=None, settings_overrides=None):
     rng.bit_generator.state = meta["rng_state"]
     state = RunState(step=int(meta["step"]), best_val_loss=_float(meta.get("best_val_loss"), math.inf),
                      val_loss=_float(meta.get("val_loss"), math.nan))
-    workers = meta.get("workers")
-    return Run(model, optimizer, settings, rng, state, workers if isinstance(workers, int) and workers >= 1 else 1)
+    workers, ranks = (meta.get(name) for name in ("workers", "ranks"))
+    return Run(model, optimizer, settings, rng, state, workers if isinstance(workers, int) and workers >= 1 else 1,
+               ranks if isinstance(ranks, int) and ranks >= 1 else 1)
 
 
 def _optimizer(model, s):

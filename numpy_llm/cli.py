@@ -17,10 +17,12 @@ COMMANDS = {
     "train": "train a model on a text (or any) file",
     "generate": "generate text from a checkpoint",
     "gradcheck": "check every handwritten backward against finite differences",
+    "check": "grade a backward you wrote in an exercises/ file against finite differences",
     "bench": "benchmark training and generation speed",
     "plot": "draw a run's train and validation loss curves into a PNG",
     "attention": "draw every layer's and head's attention pattern over a prompt into a PNG",
     "eval": "score every byte of a file with a checkpoint: loss in nats and bits per byte, perplexity",
+    "baselines": "the loss of uniform, unigram and bigram byte counts on a text's validation split",
     "export": "write a checkpoint as a Hugging Face GPT-2 folder, or (--from-hf) read one back",
 }
 

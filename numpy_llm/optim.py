@@ -26,12 +26,22 @@ def global_grad_norm(grads):
 
 
 def clip_grads(grads, max_norm):
-    """Scale every gradient by min(1, max_norm / norm) in place; returns the pre-clip norm.
+    """Scale every gradient by min(1, max_norm / (norm + 1e-6)) in place; returns the pre-clip
+    norm as a Python float (on a GPU, reading it waits for the step's work: see the next one).
 
     max_norm <= 0 turns clipping off (the norm is still computed, for the log)."""
-    norm = float(global_grad_norm(grads))
-    if max_norm > 0 and norm > max_norm:
-        scale = max_norm / (norm + 1e-6)
+    return float(clip_grads_on_device(grads, max_norm))
+
+
+def clip_grads_on_device(grads, max_norm):
+    """clip_grads without reading anything back: the scale is computed on the device, and the
+    pre-clip norm is returned as a 0-d device array, so a GPU step need not wait for it.  A
+    non-finite norm makes the scale non-finite too (or 0, for an infinite norm): whoever reads
+    the norm later must check it before trusting (or saving) the parameters."""
+    norm = global_grad_norm(grads)
+    if max_norm > 0:
+        xp = array_module(next(iter(grads.values())))
+        scale = xp.minimum(1.0, max_norm / (norm + 1e-6))                       # 1 when the norm is small
         for g in grads.values():
             g *= scale
     return norm

@@ -27,7 +27,14 @@ equal to the single-batch results up to float rounding (the sums run in another 
 Dropout masks come from one generator per share, seeded from the caller's generator, so a
 run is reproducible for a given number of workers.  Another kind of parallelism (processes
 that each run their rows of the batch here, then all-reduce the gradients) wraps a
-ThreadRunner and offers the same two calls; the model never changes for it.
+ThreadRunner and offers the same two calls; the model never changes for it (distributed.py).
+
+Training also calls three methods that matter only across processes; a ThreadRunner, one
+process, answers them trivially:
+
+    runner.all_reduce(loss, grads)   -> the sum over the processes of their (loss, grads) shares
+    runner.any_rank(flag)            -> whether any process has ``flag`` set
+    runner.check_replicas(params, step)   raises TrainingError if the processes' params differ
 """
 import math
 import os
@@ -85,6 +92,7 @@ class ThreadRunner:
 
     Several workers need NumPy and a BLAS whose thread count can be set (blas.py); without
     one, the runner warns and uses 1 worker, because the threads would fight over the cores."""
+    rank, world_size = 0, 1              # one process: its loss_and_grads is the whole batch
 
     def __init__(self, model, workers=1):
         if workers < 1:
@@ -97,6 +105,15 @@ class ThreadRunner:
                           f"would fight over the cores: using 1 worker", RuntimeWarning, stacklevel=2)
             workers = 1
         self.model, self.workers = model, workers
+
+    def all_reduce(self, loss, grads):   # (the three calls that matter across processes: nothing to do)
+        return loss, grads
+
+    def any_rank(self, flag):
+        return flag
+
+    def check_replicas(self, params, step):
+        pass
 
     def shares(self, batch_size):
         """The batch's rows, cut into the shares the workers run."""

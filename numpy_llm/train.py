@@ -3,8 +3,9 @@ evaluation, logs, and checkpoints that survive Ctrl-C and crashes.
 
 One optimizer step (``train_step``):
     for each of grad_accum micro-batches: loss, grads = runner.loss_and_grads(x, y)
+    loss, grads = runner.all_reduce(sums)           (several processes: the one all-reduce)
     grads = mean over micro-batches                 (= one grad_accum-times larger batch)
-    norm = clip_grads(grads, grad_clip)             (pre-clip global norm, logged)
+    norm = clip_grads_on_device(grads, grad_clip)   (pre-clip global norm, logged)
     optimizer.step(params, grads, lr_at(step))      (AdamW, in place)
 
 Every eval_interval steps (and at the end) the mean train and validation losses over
@@ -13,9 +14,13 @@ eval_iters batches are measured without gradient work, and the checkpoint is sav
 object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
 
 The loop runs on a *runner* (runner.py), which decides how each batch is executed (threads
-over the cores today); the run itself (model, AdamW, settings, generator, step) is a
+over the cores, and processes over machines: distributed.py).  With several processes every
+rank runs this loop in step with the others; only rank 0 logs, records metrics and writes
+checkpoints, a stop signal that reaches any rank stops them all after the same step, and
+every evaluation checks that the ranks' parameters are still identical.  The run itself (model, AdamW, settings, generator, step) is a
 checkpoint.Run, saved with checkpoint.save_run.
 """
+import contextlib
 import json
 import math
 import os
@@ -27,12 +32,14 @@ import numpy as np
 from .checkpoint import atomic_write, companion_path, save_run
 from .data import get_batch
 from .errors import TrainingError
-from .optim import clip_grads, lr_at
+from .optim import clip_grads_on_device, lr_at
 from .stopping import StopRequest
 
 
 def train_step(runner, optimizer, train_data, settings, step, rng):
-    """One optimizer step; returns (mean loss, pre-clip grad norm, lr), both Python floats."""
+    """One optimizer step; returns (mean loss, pre-clip grad norm, lr): the loss and the norm as
+    0-d arrays on the model's device, not read back (on a GPU reading one waits for the step), so
+    the loop reads them only on logging steps and before a checkpoint is written (``finite``)."""
     model = runner.model
     total_loss, total_grads = 0.0, None
     for _ in range(settings.grad_accum):
@@ -44,17 +51,25 @@ def train_step(runner, optimizer, train_data, settings, step, rng):
         else:
             for name, g in grads.items():
                 total_grads[name] += g
+    total_loss, total_grads = runner.all_reduce(total_loss, total_grads)
     if settings.grad_accum > 1:
         for g in total_grads.values():
             g *= 1.0 / settings.grad_accum
-    loss = float(total_loss) / settings.grad_accum
-    norm = clip_grads(total_grads, settings.grad_clip)
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        raise TrainingError(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'} "
-                            f"at step {step + 1} (loss {loss}, grad norm {norm}); try a lower --lr")
+    loss = total_loss / settings.grad_accum
+    norm = clip_grads_on_device(total_grads, settings.grad_clip)
     lr = lr_at(step, settings.steps, settings.lr, settings.min_lr, settings.warmup_steps)
     optimizer.step(model.params, total_grads, lr)
     return loss, norm, lr
+
+
+def finite(loss, norm, step):
+    """(loss, norm) as Python floats; TrainingError if either is not finite (a NaN or an infinity
+    poisons the parameters from the step it appears on, so no checkpoint may be written after it)."""
+    loss, norm = float(loss), float(norm)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        raise TrainingError(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'} "
+                            f"at step {step} (loss {loss}, grad norm {norm}); try a lower --lr")
+    return loss, norm
 
 
 def estimate_loss(runner, data, settings, seed):
@@ -71,9 +86,13 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
     returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
 
-    Raises TrainingError on a non-finite loss or when a checkpoint or the metrics log cannot be
+    Raises TrainingError on a non-finite loss or gradient norm (read on logging steps, at
+    evaluations and before every checkpoint write, never saved) or when a checkpoint or the metrics log cannot be
     written; its message names the last good checkpoint on disk."""
+    writer = runner.rank == 0                     # the one process that logs and writes files
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    if not writer:
+        log = lambda line: None
     model, optimizer, settings, rng, state = run.model, run.optimizer, run.settings, run.rng, run.state
     run.workers = runner.workers
     metrics_path = companion_path(ckpt_path, ".metrics.jsonl")
@@ -95,29 +114,44 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
         except OSError as exc:
             raise TrainingError(f"could not write {path} ({exc.strerror or exc}); {last_good()}") from None
 
+    last_step = {}                                # the last step's loss and norm, still on the device
+
+    def checked():
+        """The last step's (loss, norm) as floats, checked finite (TrainingError naming the last good one)."""
+        try:
+            return finite(last_step["loss"], last_step["norm"], state.step)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}; {last_good()}") from None
+
     def save(path=ckpt_path):
+        if last_step:
+            checked()                             # on every rank: all of them stop together
+        if not writer:
+            return
         writing(path, lambda: save_run(path, run))
         if path == ckpt_path:
             last_saved[0] = state.step
 
-    writing(metrics_path, lambda: trim_metrics(metrics_path, state.step))
-    with writing(metrics_path, lambda: open(metrics_path, "a")) as metrics, StopRequest() as stop:
+    if writer:
+        writing(metrics_path, lambda: trim_metrics(metrics_path, state.step))
+    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else contextlib.nullcontext()
+    with metrics_file as metrics, StopRequest() as stop:
         def record(**fields):
-            writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
+            if writer:
+                writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
 
         while state.step < end:
-            if stop.requested:
+            if runner.any_rank(stop.requested):
                 save()
-                log(f"{stop.name}: step {state.step}/{settings.steps} saved to {ckpt_path}; "
-                    f"continue with --resume --ckpt {ckpt_path}")
+                log(f"{stop.name or 'a stop signal on another rank'}: step {state.step}/{settings.steps} saved "
+                    f"to {ckpt_path}; continue with --resume --ckpt {ckpt_path}")
                 return "interrupted"
-            try:
-                loss, norm, lr = train_step(runner, optimizer, train_data, settings, state.step, rng)
-            except TrainingError as exc:
-                raise TrainingError(f"{exc}; {last_good()}") from None
+            last_step["loss"], last_step["norm"], lr = train_step(runner, optimizer, train_data, settings,
+                                                                  state.step, rng)
             state.step += 1
             interval_steps += 1
             if state.step % settings.log_interval == 0 or state.step == end:
+                loss, norm = checked()
                 elapsed = time.perf_counter() - interval_start
                 ms = 1000.0 * elapsed / interval_steps
                 per_step_run = (time.perf_counter() - run_start) / (state.step - run_start_step)
@@ -129,6 +163,11 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                        ms_per_step=ms, tokens_per_s=tokens_per_step / (ms / 1000.0))
                 interval_start, interval_steps = time.perf_counter(), 0
             if state.step % settings.eval_interval == 0 or state.step == settings.steps:
+                checked()
+                try:
+                    runner.check_replicas(model.params, state.step)
+                except TrainingError as exc:
+                    raise TrainingError(f"{exc}; {last_good()}") from None
                 seed = settings.seed + state.step
                 train_loss = estimate_loss(runner, train_data, settings, seed)
                 state.val_loss = estimate_loss(runner, val_data, settings, seed)

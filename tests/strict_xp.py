@@ -16,7 +16,15 @@ program legitimately does (operators, indexing, methods, ``xp.<function>``).
 
 Like CuPy, reductions and scalar indexing give 0-d arrays (never NumPy scalars), and
 ``float()`` / ``int()`` / ``bool()`` work on single-element arrays only.
+
+Every explicit device -> host read (``.get()``, ``float()``, ``int()``, ``bool()``, ``.item()``,
+``.tolist()``, formatting) is a transfer, and on a GPU a sync; ``counting_reads()`` lists them:
+
+    with counting_reads() as reads:
+        loss, grads = model.loss_and_grads(idx, targets)
+    assert reads == []                      # nothing was read back
 """
+import contextlib
 import operator
 import types
 
@@ -24,10 +32,31 @@ import numpy
 
 # numpy functions that may take host (NumPy) arrays: the explicit host -> device copies (they copy)
 HOST_INPUT_FUNCTIONS = frozenset({"asarray", "array", "asanyarray", "ascontiguousarray"})
+# array methods whose result is host data (device -> host reads, counted by counting_reads)
+HOST_RESULT_METHODS = frozenset({"item", "tolist", "tobytes"})
 
 
 class StrictError(TypeError):
     """An operation that would silently move data between host and "device"."""
+
+
+_reads = None          # inside counting_reads(): the list of reads so far
+
+
+@contextlib.contextmanager
+def counting_reads():
+    """Inside, every device -> host read is recorded as (what, shape); yields that list."""
+    global _reads
+    outer, _reads = _reads, []
+    try:
+        yield _reads
+    finally:
+        _reads = outer
+
+
+def _record_read(what, shape):
+    if _reads is not None:
+        _reads.append((what, shape))
 
 
 def _unwrap(value, allow_host=True, what="argument"):
@@ -121,6 +150,7 @@ class StrictArray:
     def _scalar(self, kind):
         if self._a.size != 1:
             raise StrictError(f"{kind}() of a StrictArray with {self._a.size} elements, shape {self._a.shape}")
+        _record_read(kind, self._a.shape)
         return self._a.reshape(()).item()
 
     def __float__(self):
@@ -138,6 +168,7 @@ class StrictArray:
     # --- explicit device -> host ---------------------------------------------------------------
     def get(self):
         """A NumPy copy, as ``cupy.ndarray.get()``."""
+        _record_read("get", self._a.shape)
         return self._a.copy()
 
     # --- attributes and methods ----------------------------------------------------------------
@@ -170,6 +201,8 @@ class StrictArray:
         if name.startswith("_"):
             raise AttributeError(name)
         attr = getattr(self._a, name)
+        if name in HOST_RESULT_METHODS:
+            _record_read(name, self._a.shape)
         if callable(attr):
             def method(*args, **kwargs):
                 return _call(attr, args, kwargs)
@@ -187,6 +220,7 @@ class StrictArray:
         return f"StrictArray({self._a!r})"
 
     def __format__(self, spec):
+        _record_read("format", self._a.shape)
         return format(self._a, spec)
 
     __hash__ = None

@@ -8,8 +8,10 @@ The chapters use three notations, always inside backticks (inline code or a fenc
     `python cli.py train --steps 300`                     a command; its flags must parse
 
 A bare `path/to/file.py` must exist, and so must the target of every relative Markdown link.
-A quoted line of code such as `dx1 = dout + dx_ln2` (an inline span with an assignment) must
-appear in the package's source, except in a chapter's "Exercise" section, which shows broken code.
+A quoted line of code such as `dx1 = dout + dx1_ln_2` (an inline span with an assignment) must
+appear in the package's code: comments and docstrings do not count.  A chapter's "Exercise"
+section shows broken code, so there only the line it tells the reader to change must exist:
+the span right after "replace", "change" or "delete".
 Files and names are read with ``ast``, not imported; commands are parsed by the real
 argparse parser (``numpy_llm.cli.build_parser``), never run.
 """
@@ -19,6 +21,7 @@ import io
 import os
 import re
 import shlex
+import tokenize
 
 import pytest
 
@@ -26,7 +29,7 @@ from numpy_llm.cli import build_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
-CHAPTER_NAME = re.compile(r"^(\d\d)-[a-z0-9-]+\.md$")
+CHAPTER_NAME = re.compile(r"^(\d\d)([a-z]?)-[a-z0-9-]+\.md$")    # 02b-...: a chapter inserted after 02
 
 CODE_REF = re.compile(r"^([\w./-]+\.py): ([A-Za-z_][\w.]*)$")
 TEST_REF = re.compile(r"^(tests/[\w/]+\.py)::([\w:]+)(\[.*\])?$")
@@ -36,6 +39,7 @@ INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 SHELL_STOP = {"|", ">", ">>", "2>", "2>&1", "&&", ";", "||", "&"}
 CODE_LINE = re.compile(r"^[A-Za-z_][^=`]*?\s(?:=|\+=|-=|\*=|/=)\s")
+CHANGED_LINE = re.compile(r"\b(?:replace|change|delete)\s+`([^`\n]+)`", re.IGNORECASE)
 SOURCE_DIRS = ("numpy_llm", "gradcheck")
 
 
@@ -91,24 +95,46 @@ def collect():
 
 
 def quoted_code_lines():
-    """(doc, line, code) for every inline span that quotes an assignment, outside Exercise sections."""
+    """(doc, line, code) for every inline span that quotes an assignment outside Exercise sections,
+    and for every span of code an Exercise section tells the reader to change."""
     quoted = []
     for path in chapter_files():
         doc, section, in_fence = os.path.relpath(path, ROOT), "", False
         with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if line.lstrip().startswith("```"):
-                    in_fence = not in_fence
-                elif not in_fence and line.startswith("## "):
-                    section = line[3:].strip()
-                elif not in_fence and not section.startswith("Exercise"):
-                    quoted.extend((doc, number, m.group(1)) for m in INLINE_CODE.finditer(line)
-                                  if CODE_LINE.match(m.group(1)) and "..." not in m.group(1))
+            lines = f.read().splitlines()
+        for number, line in enumerate(lines, start=1):
+            if line.lstrip().startswith("```"):
+                in_fence = not in_fence
+            elif not in_fence and line.startswith("## "):
+                section = line[3:].strip()
+            elif not in_fence and not section.startswith("Exercise"):
+                quoted.extend((doc, number, m.group(1)) for m in INLINE_CODE.finditer(line)
+                              if CODE_LINE.match(m.group(1)) and "..." not in m.group(1))
+            elif not in_fence:                       # "replace `a` by `b`" may break over two lines
+                text = line + " " + lines[number] if number < len(lines) else line
+                quoted.extend((doc, number, m.group(1)) for m in CHANGED_LINE.finditer(text)
+                              if m.start(1) < len(line))
     return quoted
 
 
 def squash(text):
     return re.sub(r"\s+", " ", text)
+
+
+def code_only(source):
+    """The source with its comments and docstrings blanked out: what runs."""
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            for number in range(body[0].lineno - 1, body[0].end_lineno):
+                lines[number] = ""
+    for token in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col]
+    return "\n".join(lines)
 
 
 def package_source():
@@ -118,7 +144,7 @@ def package_source():
             for name in sorted(names):
                 if name.endswith(".py"):
                     with open(os.path.join(dirpath, name), encoding="utf-8") as f:
-                        chunks.append(squash(f.read()))
+                        chunks.append(squash(code_only(f.read())))
     return "\n".join(chunks)
 
 
@@ -166,14 +192,45 @@ def resolve(path, dotted):
     return None
 
 
-def chapter_number(path):
-    return int(os.path.basename(path)[:2])
-
-
 def test_the_chapters_are_numbered_without_gaps():
-    numbers = [chapter_number(p) for p in chapter_files()]
+    numbered = [CHAPTER_NAME.match(os.path.basename(p)) for p in chapter_files()]
+    numbers = [int(m.group(1)) for m in numbered if not m.group(2)]
     assert numbers == list(range(1, len(numbers) + 1)), numbers
     assert len(numbers) >= 14
+    inserted = [m.group(1) for m in numbered if m.group(2)]
+    assert all(1 <= int(n) < len(numbers) for n in inserted), inserted
+
+
+INLINE_MATH = re.compile(r"(?<![$\\])\$(?!\$)([^$\n]+?)\$")
+ESCAPED_PUNCTUATION = re.compile(r"\\[!-/:-@\[-`{-~]")     # \{ \, \; ...: Markdown eats the backslash
+
+
+def inline_math(path):
+    """(line number, formula) of every $...$ outside code."""
+    found, in_fence = [], False
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if line.lstrip().startswith("```"):
+                in_fence = not in_fence
+            elif not in_fence:
+                prose = INLINE_CODE.sub("", line)
+                found.extend((number, m.group(1)) for m in INLINE_MATH.finditer(prose))
+    return found
+
+
+@pytest.mark.parametrize("path", doc_files(), ids=os.path.basename)
+def test_inline_math_renders_on_github(path):
+    """GitHub runs Markdown before the math, so a backslash before punctuation inside $...$ is
+    lost (\\{ becomes {, \\, a comma); block math (```math) and \\lbrace, \\rbrace are safe."""
+    broken = [f"line {n}: ${formula}$" for n, formula in inline_math(path) if ESCAPED_PUNCTUATION.search(formula)]
+    assert not broken, broken
+
+
+def test_the_code_checks_see_code_only():
+    source = 'def f(x):\n    """y = x + 1"""\n    z = x * 2  # y = x - 1\n    return z\n'
+    assert squash(code_only(source)) == squash("def f(x):\n\n    z = x * 2  \n    return z")
+    line = "In `f` replace `z = x * 2` by `z = x`, then change"
+    assert [m.group(1) for m in CHANGED_LINE.finditer(line)] == ["z = x * 2"]
 
 
 def test_the_index_links_every_chapter():

@@ -4,7 +4,8 @@ as plain C++ (T = double) in a loop over the elements and run on NumPy arrays.  
 ``gpu_kernels.on_gpu`` and ``gpu_kernels.launch`` are patched so that the layers and AdamW take
 their fused path on NumPy with these CPU kernels: each layer's fused result must match its
 NumPy math (the same formulas) to 1e-12, the gradcheck suite must pass through the fused call
-sites, and a training step must match the NumPy one.  Skipped where no C++ compiler is found."""
+sites, and a training step (without dropout, whose device-drawn mask has its own case) must
+match the NumPy one.  Skipped where no C++ compiler is found."""
 import contextlib
 import ctypes
 import functools
@@ -17,14 +18,15 @@ import pytest
 from gradcheck import TOLERANCE, suite
 from numpy_llm import gpu_kernels, optim       # the layers and optim register their kernels on import
 from numpy_llm.backend import Backend
-from numpy_llm.layers import attention, cross_entropy, gelu, layernorm
+from numpy_llm.layers import attention, cross_entropy, dropout, gelu, layernorm, rows
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.optim import AdamW, clip_grads
 
 CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the kernels for the CPU")
 MATCH = 1e-12       # float64 kernel vs float64 NumPy: the same formulas, rounding differs slightly
-C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64), "int32": ("int", np.int32)}
+C_TYPES = {"T": ("double", np.float64), "int64": ("long long", np.int64), "int32": ("int", np.int32),
+           "uint64": ("unsigned long long", np.uint64)}
 
 
 def params(spec):
@@ -48,18 +50,39 @@ def kernel_source(k, kernel):
     return "\n".join(lines)
 
 
+def row_sum_source(k, kernel):
+    """C++ for one row sum, as ``run_k(rows, n, inputs, outputs)``: ``term`` summed over each row of n."""
+    ins = params(kernel.inputs)
+    lines = [kernel.preamble(), f'extern "C" void run_{k}(long rows, long n, void** ins, void** outs) {{',
+             "  for (long r = 0; r < rows; ++r) {", "    double total = 0;", "    for (long j = 0; j < n; ++j) {"]
+    lines += [f"      const {c} {p} = ((const {c}*)ins[{j}])[r * n + j];" for j, (_, c, _, p) in enumerate(ins)]
+    lines += [f"      total += {kernel.term};", "    }", "    ((double*)outs[0])[r] = total;", "  }", "}"]
+    return "\n".join(lines + [f"#undef {name}" for name, _ in kernel.constants])
+
+
+def row_sum_launcher(kernel, run):
+    def launch(*args):
+        shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+        flat = [np.ascontiguousarray(np.broadcast_to(a, shape), dtype=np.float64) for a in args]
+        total = np.empty(shape[:-1] + (1,))
+        pointers = lambda arrays: (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        run(ctypes.c_long(total.size), ctypes.c_long(shape[-1]), pointers(flat), pointers([total]))
+        return total
+    return launch
+
+
 def compile_kernels(folder, kernels):
     """One shared library for ``kernels`` (FusedKernels) -> {name: function(*inputs, *outputs)},
     called like CuPy's ElementwiseKernel: inputs broadcast to the outputs, which may be left out
     (then allocated with the inputs' broadcast shape) and are returned (an array, or a tuple)."""
     source, library = folder / "kernels.cpp", folder / "kernels.so"
     source.write_text("\n".join(["#include <cmath>", "using namespace std;", "typedef double T;"] +
-                                [kernel_source(k, kernel) for k, kernel in enumerate(kernels)]))
+                                [KINDS[type(kernel)][0](k, kernel) for k, kernel in enumerate(kernels)]))
     done = subprocess.run([CXX, "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     lib = ctypes.CDLL(str(library))
-    return {kernel.name: cpu_launcher(kernel, getattr(lib, f"run_{k}")) for k, kernel in enumerate(kernels)}
+    return {kernel.name: KINDS[type(kernel)][1](kernel, getattr(lib, f"run_{k}")) for k, kernel in enumerate(kernels)}
 
 
 def cpu_launcher(kernel, run):
@@ -84,6 +107,11 @@ def cpu_launcher(kernel, run):
             o[...] = flat.reshape(shape)
         return outs[0] if len(outs) == 1 else outs
     return launch
+
+
+# Each kind of kernel: how it is written as C++ for the CPU, and how that is called like CuPy's kernel
+KINDS = {gpu_kernels.FusedKernel: (kernel_source, cpu_launcher),
+         gpu_kernels.FusedRowSum: (row_sum_source, row_sum_launcher)}
 
 
 @pytest.fixture(scope="module")
@@ -172,17 +200,44 @@ def adamw_case(rng):
     return steps
 
 
+def row_dot_case(rng):
+    a, b = rng.standard_normal((2, 3, 7)), rng.standard_normal((2, 3, 7))
+    return lambda: rows.row_dot(a, b)
+
+
+def dropout_case(rng, device_mask=False):
+    """On the fused path the mask is drawn on the device, not by the NumPy generator: the fused
+    result is compared with that draw written in NumPy (``device_mask``): SplitMix64 of
+    (seed, element index), its top 24 bits as a uniform number in [0, 1)."""
+    x, p = rng.standard_normal((3, 4, 50)), 0.3
+    if not device_mask:
+        return lambda: dropout.dropout_forward(x, p, np.random.default_rng(5))
+
+    def numpy_draw():
+        seed = np.random.default_rng(5).integers(0, 2 ** 63, dtype=np.uint64)
+        z = seed + (np.arange(x.size, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        uniform = (z >> np.uint64(40)).astype(np.float64) / 2.0 ** 24
+        keep = np.where(uniform >= p, 1.0 / (1.0 - p), 0.0).reshape(x.shape)
+        return x * keep, dropout.DropoutCache(keep=keep)
+    return numpy_draw
+
+
 CASES = {"gelu_forward": gelu_case, "gelu_backward": functools.partial(gelu_case, backward=True),
          "layernorm_forward": layernorm_case, "layernorm_backward": functools.partial(layernorm_case, backward=True),
          "softmax_exp": softmax_case, "softmax_backward": functools.partial(softmax_case, backward=True),
-         "cross_entropy_backward": cross_entropy_case, "adamw": adamw_case}
+         "cross_entropy_backward": cross_entropy_case, "adamw": adamw_case,
+         "row_dot": row_dot_case, "dropout": dropout_case}
+DEVICE_DRAWN = {"dropout"}      # kernels whose randomness differs from NumPy's by design: see their case
 
 
 @pytest.mark.parametrize("name", sorted(gpu_kernels.KERNELS))
 def test_each_kernel_matches_the_layers_numpy_math(cpu_kernels, name):
     assert name in CASES, f"kernel {name!r} has no comparison with its layer's NumPy math: add a case"
     call = CASES[name](np.random.default_rng(0))
-    expected = call()
+    expected = CASES[name](np.random.default_rng(0), device_mask=True)() if name in DEVICE_DRAWN else call()
     with fused_path(cpu_kernels) as launched:
         actual = call()
     assert name in launched, f"the layer did not launch {name} on its fused path"
@@ -213,7 +268,7 @@ def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels):
 
 
 def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_kernels):
-    config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.1)
+    config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.0)    # masks differ by design
     data = np.random.default_rng(0).integers(0, 256, size=(3, 9))
 
     def one_step():
@@ -228,5 +283,5 @@ def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_
         fused = one_step()
     _, plain_norm, *_ = plain
     assert plain_norm > 0.5                            # the clip did scale the gradients
-    assert set(launched) == set(gpu_kernels.KERNELS), "every kernel runs in a training step"
+    assert set(launched) == set(gpu_kernels.KERNELS) - DEVICE_DRAWN, "every other kernel runs in a training step"
     assert_same(fused, plain, "step")

@@ -8,8 +8,8 @@ from gradcheck import TOLERANCE, suite
 from numpy_llm.backend import Backend, array_module
 from numpy_llm.layers.gelu import CUBIC, SQRT_2_OVER_PI, gelu_forward
 from numpy_llm.model import ModelConfig, TinyTransformerLM, init_params
-from numpy_llm.optim import AdamW, clip_grads
-from strict_xp import StrictArray, StrictError, strict_xp
+from numpy_llm.optim import AdamW, clip_grads, clip_grads_on_device
+from strict_xp import StrictArray, StrictError, counting_reads, strict_xp
 
 MATCH = 1e-12           # strict vs NumPy, float64: the same NumPy kernels run underneath
 CONFIG = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1)
@@ -83,6 +83,31 @@ def test_optimizer_step_matches_numpy(strict64):
     for name, p in strict.params.items():
         assert isinstance(p, StrictArray) and isinstance(opt.m[name], StrictArray)
         assert rel_diff(p.get(), ref.params[name]) <= MATCH, name
+
+
+def test_a_training_step_reads_nothing_back_until_it_logs(strict64):
+    """On a GPU every device -> host read is a sync.  One step (forward and backward with dropout,
+    the clip, AdamW) reads nothing back; a logging step reads exactly the loss and the norm."""
+    _, strict, idx, targets = twin_models(strict64)
+    optimizer = AdamW(strict.params, lr=1e-2)
+    with counting_reads() as reads:
+        loss, grads = strict.loss_and_grads(idx, targets, rng=np.random.default_rng(7))
+        norm = clip_grads_on_device(grads, 0.5)
+        optimizer.step(strict.params, grads, lr=1e-2)
+    assert reads == []
+    with counting_reads() as reads:
+        logged = float(loss), float(norm)
+    assert len(reads) == 2 and logged[1] > 0.5                 # the clip did scale the gradients
+    with counting_reads() as reads:
+        clip_grads(grads, 0.5)                                 # the host variant: one read, the norm
+    assert reads == [("float", ())]
+
+
+def test_counting_reads_sees_every_kind_of_read():
+    x = _x()
+    with counting_reads() as reads:
+        x.get(), float(x[0, 0]), int(x[0, 1]), bool(x[1, 0]), x.tolist(), x[0, 0].item(), f"{x[1, 1]:.1f}"
+    assert [what for what, _ in reads] == ["get", "float", "int", "bool", "tolist", "item", "format"]
 
 
 def test_gradcheck_suite_passes_on_strict_backend(strict64):

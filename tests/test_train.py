@@ -159,7 +159,9 @@ def test_a_stop_signal_saves_a_checkpoint_that_resumes(tmp_path, signum):
     assert params_of(ckpt)[1]["step"] == step + 2
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("log_interval, noticed", [(1, 6), (100, 8)])
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys, log_interval, noticed):
+    """Noticed on the next logging step or before the next checkpoint (here the evaluation at step 8)."""
     assert train(tmp_path, "--steps", "4", "--eval-interval", "2") == 0
     before = open(tmp_path / "ckpt.npz", "rb").read()
     real_loss_and_grads = ThreadRunner.loss_and_grads             # once per micro-batch
@@ -174,9 +176,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypat
 
     monkeypatch.setattr(ThreadRunner, "loss_and_grads", poisoned)
     capsys.readouterr()
-    assert train(tmp_path, "--resume", "--steps", "10") == 1
+    assert train(tmp_path, "--resume", "--steps", "10", "--log-interval", str(log_interval), "--eval-interval", "4") == 1
     err = capsys.readouterr().err
-    assert "non-finite gradient norm at step 6" in err
+    assert f"at step {noticed}" in err and "non-finite" in err and "last good checkpoint" in err
     assert open(tmp_path / "ckpt.npz", "rb").read() == before
 
 

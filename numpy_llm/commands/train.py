@@ -1,14 +1,21 @@
-"""``python cli.py train``: train a model, checkpointing as it goes; ``--resume`` continues a run."""
+"""``python cli.py train``: train a model, checkpointing as it goes; ``--resume`` continues a run.
+Under an MPI launcher (``mpiexec -n 4 python cli.py train ...``) every rank runs this command and
+trains the same model together (distributed.py); rank 0 builds or loads the run and sends it.
+"""
 import argparse
+import json
 import os
 import sys
+import traceback
 from dataclasses import fields
 
 import numpy as np
 
 from ..backend import Backend
-from ..checkpoint import check_writable, companion_path, load_run, new_run
+from ..blas import set_blas_threads
+from ..checkpoint import check_writable, companion_path, load_run, new_run, run_from_record, run_record
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
+from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
 from ..generate import generate
 from ..host_memory import keep_freed_memory
@@ -76,6 +83,7 @@ def configure(parser):
 
 
 def run(args):
+    world = join_world()                            # None unless an MPI launcher started this process
     given = vars(args)
     xp_name = array_module_name(args)
     if args.resume and args.overwrite:
@@ -84,41 +92,108 @@ def run(args):
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
-    run = _resumed_run(args, given, xp_name) if args.resume else _new_run(args, given, xp_name)
+    device_sum = None
+    if world is not None:
+        world.agree("flags", fingerprint(json.dumps({k: v for k, v in given.items() if k != "module"},
+                                                    sort_keys=True)))
+        if xp_name == "cupy":                       # picks this rank's GPU before any array is made
+            from ..nccl_sum import NcclSum
+            device_sum = NcclSum(world.comm, world.local_rank, world.local_size)
+
+    def start():
+        check_writable(args.ckpt)
+        return _resumed_run(args, given, xp_name) if args.resume else _new_run(args, given, xp_name)
+    run = start() if world is None else _shared_run(world, start, xp_name)
     settings, config = run.settings, run.model.config
     corpus = open_corpus(settings.data)
     data_name = settings.data or BUILTIN_NAME
     train_data, val_data = split_train_val(corpus, settings.val_frac, config.block_size, data_name)
-    check_writable(args.ckpt)
-    if not args.resume:
+    if world is not None:
+        world.agree("data", fingerprint(corpus))
+        if settings.batch_size < world.size:
+            raise UsageError(f"--batch-size {settings.batch_size} is smaller than the {world.size} ranks: "
+                             f"every rank needs at least one row of the batch")
+    if not args.resume and (world is None or world.rank == 0):
         metrics = companion_path(args.ckpt, ".metrics.jsonl")
         if os.path.exists(metrics):
             os.remove(metrics)                      # a new run starts a new log (checked above)
 
     keep_freed_memory()                             # reuse freed host memory between steps (host_memory.py)
-    runner = ThreadRunner(run.model, args.workers or (run.workers if args.resume and xp_name == "numpy" else None)
-                          or default_workers(xp_name))
     log = lambda line: print(line, file=sys.stderr, flush=True)
+    if world is None:
+        runner = ThreadRunner(run.model, args.workers or (run.workers if args.resume and xp_name == "numpy" else None)
+                              or default_workers(xp_name))
+    else:
+        runner = MPIRunner(ThreadRunner(run.model, args.workers or _rank_workers(world, xp_name)), world, device_sum)
+        set_blas_threads(max(1, available_cores() // world.local_size))    # the ranks of a machine share its cores
+        log = log if world.rank == 0 else (lambda line: None)
+        if runner.workers * world.local_size > available_cores():
+            log(f"warning: {world.local_size} ranks x {runner.workers} workers oversubscribe the "
+                f"{available_cores()} cores of this machine; pass a smaller --workers")
+    ranks = 1 if world is None else world.size
+    if args.resume and run.ranks != ranks:
+        log(f"resuming a run saved on {run.ranks} rank(s) on {ranks}: the same batches and steps, "
+            f"equal to float rounding")
+    run.ranks = ranks
     log(f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
         f"width-{config.n_embd} model ({run.model.num_params():,} parameters) on {data_name} "
         f"({len(train_data):,} train / {len(val_data):,} val bytes), {xp_name} {run.model.backend.dtype_name}"
-        f"{f' with {runner.workers} workers' if runner.workers > 1 else ''}, "
+        f"{f' with {runner.workers} workers' if runner.workers > 1 else ''}"
+        f"{f' on each of {world.size} ranks' if world is not None else ''}, "
         f"from step {run.state.step} to {settings.steps}")
     try:
         outcome = run_training(run, runner, train_data, val_data, args.ckpt, log)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _end(world, 1)
     except KeyboardInterrupt as exc:                # a second stop signal: stop now, save nothing more
         print(f"\naborted at step {run.state.step}: nothing more was saved; {args.ckpt} holds the last "
               f"checkpoint written (if any)", file=sys.stderr)
-        return getattr(exc, "exit_code", 130)
+        return _end(world, getattr(exc, "exit_code", 130))
+    except BaseException:                           # a crash on one rank: end them all, not only this one
+        if world is not None:
+            traceback.print_exc()
+            world.abort(1)
+        raise
+    if world is not None:
+        world.barrier()                             # the others wait while rank 0 writes its last checkpoint
+        if world.rank != 0:
+            return 0
     if outcome == "done":
         log(f"done: {run.state.step} steps, best val loss {run.state.best_val_loss:.4f}; "
             f"saved {args.ckpt} and {companion_path(args.ckpt, '.best.npz')}")
         if args.sample_tokens:
             _print_sample(run.model, args.sample_tokens, settings.seed)
     return 0
+
+
+def _shared_run(world, start, xp_name):
+    """Rank 0's run, on every rank: rank 0 calls start() and sends the run's arrays and record
+    (no shared filesystem needed); when it fails, every rank stops with exit code 2."""
+    if world.rank == 0:
+        try:
+            run = start()
+        except BaseException:
+            world.broadcast(None)
+            raise
+        world.broadcast(run_record(run))
+        return run
+    record = world.broadcast(None)
+    if record is None:
+        raise UsageError("rank 0 could not start the run (its message above says why)")
+    return run_from_record(*record, "rank 0's run", xp_name)
+
+
+def _rank_workers(world, xp_name):
+    """Threads per rank by default: this machine's cores shared by its ranks (1 on a GPU)."""
+    return max(1, available_cores() // world.local_size) if xp_name == "numpy" else 1
+
+
+def _end(world, code):
+    """Exit code ``code``; with several ranks, end the whole job (another rank may be waiting)."""
+    if world is not None:
+        world.abort(code)
+    return code
 
 
 def _new_run(args, given, xp_name):

@@ -95,7 +95,8 @@ def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
     Tk = k.shape[-2]
     scale = 1.0 / math.sqrt(hs)
     scores = (q * scale) @ k.swapaxes(-1, -2)                              # (..., Tq, Tk) = q k^T / sqrt(hs)
-    scores += causal_mask(xp, Tq, Tk, scores.dtype.name)                  # no peeking ahead
+    if Tq > 1:                                  # one query (generation with a KV cache) may see every key
+        scores += causal_mask(xp, Tq, Tk, scores.dtype.name)              # no peeking ahead
     probs = softmax(scores)                                                # (..., Tq, Tk)
     dropped, probs_dropout = dropout_forward(probs, dropout, rng)
     out = dropped @ v                                                      # (..., Tq, hs)
@@ -194,7 +195,8 @@ def softmax_backward_fast(dprobs, probs):
     return dprobs
 
 
-# --- GPU fusion (CuPy only): softmax's elementwise steps as one kernel each (gpu_kernels.py) ---
+# --- GPU fusion (CuPy only): softmax's elementwise steps as one kernel each (gpu_kernels.py); ---
+# --- the backward's row dot is one reduction kernel (rows.py)                                ---
 
 SOFTMAX_EXP = gpu.fused_kernel("softmax_exp", "T scores, T row_max", "T e", """
     e = exp(scores - row_max);""")
@@ -209,5 +211,4 @@ def softmax_fused(scores):
 
 
 def softmax_backward_fused(dprobs, probs):
-    row_dot = (dprobs * probs).sum(axis=-1, keepdims=True)
-    return gpu.launch(SOFTMAX_BACKWARD, probs, dprobs, row_dot)
+    return gpu.launch(SOFTMAX_BACKWARD, probs, dprobs, row_dot(dprobs, probs))     # row_dot: one reduction kernel

@@ -96,9 +96,9 @@ def layernorm_backward_fast(dout, cache):
 # --- GPU fusion (CuPy only): the row statistics stay CuPy reductions; the elementwise ---
 # --- lines that use them run as one kernel each (gpu_kernels.py)                        ---
 
-LAYERNORM_FORWARD = gpu.fused_kernel("layernorm_forward", "T x, T mean, T rstd, T gamma, T beta",
+LAYERNORM_FORWARD = gpu.fused_kernel("layernorm_forward", "T centered, T rstd, T gamma, T beta",
                                      "T xhat, T out", """
-    xhat = (x - mean) * rstd;
+    xhat = centered * rstd;
     out = xhat * gamma + beta;""")
 
 LAYERNORM_BACKWARD = gpu.fused_kernel("layernorm_backward",
@@ -108,10 +108,9 @@ LAYERNORM_BACKWARD = gpu.fused_kernel("layernorm_backward",
 
 def layernorm_forward_fused(x, gamma, beta):
     xp = array_module(x)
-    mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    rstd = 1.0 / xp.sqrt(var + EPS)
-    xhat, out = gpu.launch(LAYERNORM_FORWARD, x, mean, rstd, gamma, beta)
+    centered = x - x.mean(axis=-1, keepdims=True)              # the mean, computed once
+    rstd = 1.0 / xp.sqrt(row_dot(centered, centered) / x.shape[-1] + EPS)    # row_dot: one reduction kernel
+    xhat, out = gpu.launch(LAYERNORM_FORWARD, centered, rstd, gamma, beta)
     return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
 
 

@@ -71,7 +71,7 @@ def softmax(scores):
         return softmax_fast(scores)             # the same, in the scores' own buffer (end of file)
     xp = array_module(scores)
     e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    return e / row_sum(e)
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def softmax_backward(dprobs, probs):
@@ -82,7 +82,7 @@ def softmax_backward(dprobs, probs):
         return softmax_backward_fused(dprobs, probs)
     if speed.FAST_TWINS:
         return softmax_backward_fast(dprobs, probs)
-    return probs * (dprobs - row_dot(dprobs, probs))
+    return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
 
 
 def causal_attention_forward(q, k, v, dropout=0.0, rng=None):

@@ -40,9 +40,9 @@ def cross_entropy_backward(dloss, cache):
     if gpu.on_gpu(cache.probs):
         return cross_entropy_backward_fused(dloss, cache)
     xp = array_module(cache.probs)
-    N = cache.probs.shape[0]
-    dlogits = (dloss / N) * cache.probs                               # dloss * probs / N ...
-    dlogits[xp.arange(N), cache.targets] -= dloss / N                 # ... - dloss * onehot(targets) / N
+    N, V = cache.probs.shape
+    onehot = xp.arange(V) == cache.targets[:, None]                   # (N, V) booleans
+    dlogits = (cache.probs - onehot) * cache.probs.dtype.type(dloss / N)   # (dloss / N in the float type of probs)
     return dlogits, {}
 
 

@@ -31,12 +31,10 @@ def layernorm_forward(x, gamma, beta):
     if speed.FAST_TWINS:
         return layernorm_forward_fast(x, gamma, beta)       # the lines below, in place (end of file)
     xp = array_module(x)
-    C = x.shape[-1]
-    mean = row_mean(x)
-    centered = x - mean                                       # x - mean, used twice
-    var = row_dot(centered, centered) / C                     # mean_c (x - mean)^2
-    rstd = 1.0 / xp.sqrt(var + EPS)
-    xhat = centered * rstd
+    mean = x.mean(axis=-1, keepdims=True)                     # (..., 1)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)      # (..., 1)
+    rstd = 1.0 / xp.sqrt(var + EPS)                           # (..., 1)
+    xhat = (x - mean) * rstd                                  # (..., C)
     out = xhat * gamma + beta
     return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
 
@@ -60,19 +58,20 @@ def layernorm_backward(dout, cache):
     dgamma = (dout * xhat).reshape(-1, C).sum(axis=0)
     dbeta = dout.reshape(-1, C).sum(axis=0)
     dxhat = dout * gamma
-    dx = rstd * (dxhat - row_mean(dxhat) - xhat * (row_dot(dxhat, xhat) / C))   # row_dot / C: mean_c(dxhat xhat)
+    dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
     return dx, {"gamma": dgamma, "beta": dbeta}
 
 
-# --- Fast twin (NumPy): the same lines in two buffers, the backward's row means as ---
-# --- matrix-vector products with gamma, which release Python's lock (layers/speed.py) ---
+# --- Fast twin (NumPy): the same lines in two buffers, the row means as einsum contractions ---
+# --- (rows.py) and, in the backward, matrix-vector products with gamma (layers/speed.py)     ---
 
 def layernorm_forward_fast(x, gamma, beta):
     xp = array_module(x)
     C = x.shape[-1]
-    xhat = x - row_mean(x)                                    # x - mean
-    rstd = 1.0 / xp.sqrt(row_dot(xhat, xhat) / C + EPS)
-    xhat *= rstd                                              # xhat = (x - mean) * rstd
+    centered = x - row_mean(x)                                # x - mean
+    rstd = 1.0 / xp.sqrt(row_dot(centered, centered) / C + EPS)
+    xhat = centered
+    xhat *= rstd                                              # xhat = (x - mean) * rstd, in place
     out = xhat * gamma
     out += beta
     return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)

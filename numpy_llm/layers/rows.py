@@ -1,13 +1,14 @@
-"""Sums and means over the last axis, which LayerNorm and softmax take for every position.
+"""Sums and means over the last axis, as the fast twins of LayerNorm and softmax take them.
 
     row_sum(a)    == a.sum(axis=-1, keepdims=True)         (..., n) -> (..., 1)
     row_mean(a)   == a.mean(axis=-1, keepdims=True)        (..., n) -> (..., 1)
     row_dot(a, b) == (a * b).sum(axis=-1, keepdims=True)   (..., n), (..., n) -> (..., 1)
 
 They are written as ``einsum`` contractions because NumPy's ``sum`` over a short last axis
-(n = 128) is about 3x slower, and ``row_dot`` needs no temporary (..., n) product; LayerNorm's forward and backward took 0.76x and 0.74x of their
-time with them, about 2% of a training step (docs/performance.md, change 4).
-``tests/test_layers.py`` checks both against the plain expressions.  On CuPy ``row_dot`` is
+(n = 128) is about 3x slower, and ``row_dot`` needs no temporary (..., n) product; LayerNorm
+took 0.76x (forward) and 0.74x (backward) of its time with them (docs/performance.md,
+change 4).  The plain math of the layers uses ``.sum`` / ``.mean``; ``tests/test_layers.py``
+checks the three helpers against them.  On CuPy ``row_dot`` is
 one reduction kernel (GPU fusion, below); CuPy's einsum would make it many tiny batched GEMMs.
 """
 from .. import gpu_kernels as gpu

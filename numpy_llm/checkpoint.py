@@ -15,6 +15,7 @@ flushed to disk, then renamed over the target, so a crash mid-write never leaves
 broken checkpoint behind.  Arrays are always saved from the host: train on a GPU,
 generate on a CPU.
 """
+import io
 import json
 import math
 import os
@@ -44,9 +45,12 @@ def companion_path(ckpt_path, suffix):
 def save_checkpoint(path, params, meta, optimizer=None):
     """Write params (name -> array), optimizer moments and meta (a JSON-able dict) atomically."""
     arrays = checkpoint_arrays(params, optimizer)
-    meta = dict(meta, format_version=FORMAT_VERSION)
-    arrays["meta"] = np.array(json.dumps(meta))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: write_checkpoint(f, arrays, meta))
+
+
+def write_checkpoint(file, arrays, meta):
+    """The checkpoint format itself: ``arrays`` and ``meta`` (JSON) into one .npz, to a file object."""
+    np.savez(file, **arrays, meta=np.array(json.dumps(dict(meta, format_version=FORMAT_VERSION))))
 
 
 def checkpoint_arrays(params, optimizer=None):
@@ -61,7 +65,7 @@ def checkpoint_arrays(params, optimizer=None):
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside ``path``, then rename it into place."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -98,13 +102,20 @@ def load_checkpoint(path):
         raise UsageError(f"checkpoint not found: {path}")
     if os.path.isdir(path):
         raise UsageError(f"checkpoint path is a directory: {path}")
+    return read_checkpoint(path, path)
+
+
+def read_checkpoint(file, path):
+    """(arrays, meta) from a checkpoint's bytes (a path or a file object; ``path`` names it in
+    errors); UsageError if they are not a checkpoint."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(file, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
         meta = json.loads(str(arrays.pop("meta")))
     except KeyError:
         raise UsageError(f"{path} is not a numpy_llm checkpoint (no 'meta' entry)") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, EOFError,
+            json.JSONDecodeError) as exc:                     # (TypeError, AttributeError: an .npy, not an .npz)
         raise UsageError(f"{path} is not a readable numpy_llm checkpoint "
                          f"(corrupt or truncated: {type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
@@ -129,6 +140,8 @@ def params_from_arrays(arrays, config, path):
             raise UsageError(f"{path} lacks parameter {name}")
         if arrays[key].shape != shape:
             raise UsageError(f"{path}: parameter {name} has shape {arrays[key].shape}, expected {shape}")
+        if arrays[key].dtype.kind != "f":
+            raise UsageError(f"{path}: parameter {name} holds {arrays[key].dtype} values, not floats")
         if not np.all(np.isfinite(arrays[key])):
             raise UsageError(f"{path}: parameter {name} holds non-finite values")
         params[name] = arrays[key]
@@ -175,9 +188,11 @@ def save_run(path, run):
     save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer)
 
 
-def run_record(run):
-    """(arrays, meta): the run as a checkpoint holds it, in memory (rank 0 sends it to the others)."""
-    return checkpoint_arrays(run.model.params, run.optimizer), _run_meta(run)
+def run_bytes(run):
+    """The run as its checkpoint file's bytes, in memory (rank 0 sends them to the other ranks)."""
+    buffer = io.BytesIO()
+    write_checkpoint(buffer, checkpoint_arrays(run.model.params, run.optimizer), _run_meta(run))
+    return buffer.getvalue()
 
 
 def _run_meta(run):
@@ -196,6 +211,10 @@ def load_run(path, xp_name="numpy", dtype=None, settings_overrides=None):
 
 def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_overrides=None):
     """The run held in ``arrays`` and ``meta`` (from ``path``, named in errors); see load_run."""
+    missing = [name for name in ("step", "rng_state") if name not in meta]
+    if missing:
+        raise UsageError(f"{path} holds weights only (no {', '.join(missing)}): it cannot resume a run; "
+                         f"start a new run, or generate and evaluate with it")
     config = config_from_meta(meta, path)
     settings = TrainSettings.from_dict({**meta.get("train", {}), **(settings_overrides or {})})
     backend = Backend(xp_name, dtype or meta.get("dtype", "float32"))

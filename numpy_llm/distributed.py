@@ -69,22 +69,34 @@ class World:
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
         local.Free()
 
+    # Every exchange below moves raw NumPy buffers (the upper-case mpi4py calls): nothing is pickled.
+
     def sum(self, value):
-        """The sum over the ranks of a Python number."""
-        return self.comm.allreduce(value, op=self.mpi.SUM)
+        """The sum over the ranks of a Python number (as a float64)."""
+        buffer = np.array([value], dtype=np.float64)
+        self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
+        return float(buffer[0])
 
     def sum_in_place(self, host_buffer):
         """Sum a NumPy array over the ranks, in place (the step's one all-reduce on the CPU)."""
         self.comm.Allreduce(self.mpi.IN_PLACE, host_buffer, op=self.mpi.SUM)
 
-    def broadcast(self, value):
-        """Rank 0's ``value`` (any picklable object), on every rank."""
-        return self.comm.bcast(value, root=0)
+    def broadcast_bytes(self, data):
+        """Rank 0's ``data`` (bytes, or None when it has none to give), on every rank."""
+        size = np.array([-1 if data is None else len(data)] if self.rank == 0 else [0], dtype=np.int64)
+        self.comm.Bcast(size, root=0)
+        if size[0] < 0:
+            return None
+        buffer = np.frombuffer(data, dtype=np.uint8).copy() if self.rank == 0 else np.empty(size[0], np.uint8)
+        self.comm.Bcast(buffer, root=0)
+        return buffer.tobytes()
 
     def ranks_differing(self, value):
         """The ranks whose ``value`` (a string) differs from rank 0's; the same list on every rank."""
-        values = self.comm.allgather(value)
-        return [rank for rank, v in enumerate(values) if v != values[0]]
+        mine = np.frombuffer(hashlib.sha256(value.encode()).digest(), dtype=np.uint8)
+        every = np.empty((self.size, mine.size), dtype=np.uint8)
+        self.comm.Allgather(mine, every)
+        return [rank for rank in range(self.size) if not np.array_equal(every[rank], every[0])]
 
     def agree(self, what, value):
         """UsageError on every rank unless every rank passes the same ``value`` (a string)."""

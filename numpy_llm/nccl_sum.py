@@ -9,6 +9,8 @@ buffer, in place, on the current CUDA stream.
 CuPy (``cupy.cuda.nccl``) is imported only when an NcclSum is built: under ``mpiexec`` with
 ``--xp cupy``.
 """
+import numpy as np
+
 from .errors import UsageError
 
 
@@ -20,9 +22,11 @@ def choose_gpu(local_rank, device_count):
 
 
 def shared_nccl_id(comm, nccl):
-    """Rank 0's NCCL unique id, on every rank of the MPI communicator ``comm``."""
-    uid = nccl.get_unique_id() if comm.Get_rank() == 0 else None
-    return comm.bcast(uid, root=0)
+    """Rank 0's NCCL unique id (a tuple of 128 byte values), on every rank of the MPI
+    communicator ``comm``, sent as a raw buffer (nothing pickled)."""
+    uid = np.array(nccl.get_unique_id() if comm.Get_rank() == 0 else [0] * 128, dtype=np.int64)
+    comm.Bcast(uid, root=0)
+    return tuple(int(b) for b in uid)
 
 
 def nccl_dtype(dtype, nccl):

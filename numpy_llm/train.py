@@ -174,9 +174,9 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 improved = state.val_loss < state.best_val_loss
                 state.best_val_loss = min(state.best_val_loss, state.val_loss)
                 record(kind="eval", step=state.step, train_loss=train_loss, val_loss=state.val_loss)
-                save()
-                if improved:
+                if improved:                      # the best first: the checkpoint never names a best not on disk
                     save(companion_path(ckpt_path, ".best.npz"))
+                save()
                 log(f"eval step {state.step}: train loss {train_loss:.4f} | val loss {state.val_loss:.4f}"
                     f"{' (best)' if improved else ''} | saved {ckpt_path}")
                 interval_start = time.perf_counter()

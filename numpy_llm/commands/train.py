@@ -3,6 +3,7 @@ Under an MPI launcher (``mpiexec -n 4 python cli.py train ...``) every rank runs
 trains the same model together (distributed.py); rank 0 builds or loads the run and sends it.
 """
 import argparse
+import io
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..blas import set_blas_threads
-from ..checkpoint import check_writable, companion_path, load_run, new_run, run_from_record, run_record
+from ..checkpoint import check_writable, companion_path, load_run, new_run, read_checkpoint, run_bytes, run_from_record
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
@@ -90,6 +91,8 @@ def run(args):
         raise UsageError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
+    if args.workers is not None and args.workers > 1 and xp_name != "numpy":
+        raise UsageError(f"--workers {args.workers} splits the batch over CPU cores: it needs --xp numpy")
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     device_sum = None
@@ -114,9 +117,10 @@ def run(args):
             raise UsageError(f"--batch-size {settings.batch_size} is smaller than the {world.size} ranks: "
                              f"every rank needs at least one row of the batch")
     if not args.resume and (world is None or world.rank == 0):
-        metrics = companion_path(args.ckpt, ".metrics.jsonl")
-        if os.path.exists(metrics):
-            os.remove(metrics)                      # a new run starts a new log (checked above)
+        for suffix in (".metrics.jsonl", ".best.npz"):   # a new run starts a new log and a new best
+            companion = companion_path(args.ckpt, suffix)
+            if os.path.exists(companion):
+                os.remove(companion)                # (an existing run is replaced only with --overwrite)
 
     keep_freed_memory()                             # reuse freed host memory between steps (host_memory.py)
     log = lambda line: print(line, file=sys.stderr, flush=True)
@@ -168,20 +172,21 @@ def run(args):
 
 
 def _shared_run(world, start, xp_name):
-    """Rank 0's run, on every rank: rank 0 calls start() and sends the run's arrays and record
-    (no shared filesystem needed); when it fails, every rank stops with exit code 2."""
+    """Rank 0's run, on every rank: rank 0 calls start() and sends the run as its checkpoint's
+    bytes (no shared filesystem needed, nothing pickled); when it fails, every rank stops with
+    exit code 2."""
     if world.rank == 0:
         try:
             run = start()
         except BaseException:
-            world.broadcast(None)
+            world.broadcast_bytes(None)
             raise
-        world.broadcast(run_record(run))
+        world.broadcast_bytes(run_bytes(run))
         return run
-    record = world.broadcast(None)
-    if record is None:
+    data = world.broadcast_bytes(None)
+    if data is None:
         raise UsageError("rank 0 could not start the run (its message above says why)")
-    return run_from_record(*record, "rank 0's run", xp_name)
+    return run_from_record(*read_checkpoint(io.BytesIO(data), "rank 0's run"), "rank 0's run", xp_name)
 
 
 def _rank_workers(world, xp_name):

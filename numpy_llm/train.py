@@ -177,8 +177,8 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 if improved:                      # the best first: the checkpoint never names a best not on disk
                     save(companion_path(ckpt_path, ".best.npz"))
                 save()
-                log(f"eval step {state.step}: train loss {train_loss:.4f} | val loss {state.val_loss:.4f}"
-                    f"{' (best)' if improved else ''} | saved {ckpt_path}")
+                log(f"eval step {state.step}: train loss {train_loss:.4f} | val loss {state.val_loss:.4f} "
+                    f"({state.val_loss / math.log(2):.3f} bits/byte){' (best)' if improved else ''} | saved {ckpt_path}")
                 interval_start = time.perf_counter()
             elif settings.save_interval and state.step % settings.save_interval == 0:
                 save()

@@ -77,14 +77,21 @@ def layernorm_forward_fast(x, gamma, beta):
     return out, LayerNormCache(xhat=xhat, rstd=rstd, gamma=gamma)
 
 
-def layernorm_backward_fast(dout, cache):
-    xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
+def backward_terms(dout, xhat, gamma):
+    """dgamma, dbeta and the backward's two row means, mean_c(dxhat) and mean_c(dxhat xhat), as
+    matrix-vector products with gamma (dxhat = dout * gamma is never formed for them)."""
     C = gamma.shape[0]
     dout_xhat = dout * xhat
     dgamma = dout_xhat.reshape(-1, C).sum(axis=0)
     dbeta = dout.reshape(-1, C).sum(axis=0)
     mean_dxhat = (dout @ gamma)[..., None] / C                # mean_c(dout * gamma)
     mean_dxhat_xhat = (dout_xhat @ gamma)[..., None] / C      # mean_c(dout * gamma * xhat)
+    return dgamma, dbeta, mean_dxhat, mean_dxhat_xhat
+
+
+def layernorm_backward_fast(dout, cache):
+    xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
+    dgamma, dbeta, mean_dxhat, mean_dxhat_xhat = backward_terms(dout, xhat, gamma)
     dx = dout * gamma                                         # dxhat
     dx -= mean_dxhat
     dx -= xhat * mean_dxhat_xhat
@@ -115,11 +122,6 @@ def layernorm_forward_fused(x, gamma, beta):
 
 def layernorm_backward_fused(dout, cache):
     xhat, rstd, gamma = cache.xhat, cache.rstd, cache.gamma
-    C = gamma.shape[0]
-    dout_xhat = dout * xhat
-    dgamma = dout_xhat.reshape(-1, C).sum(axis=0)
-    dbeta = dout.reshape(-1, C).sum(axis=0)
-    mean_dxhat = (dout @ gamma)[..., None] / C                # mean_c(dout * gamma), a matrix-vector product
-    mean_dxhat_xhat = (dout_xhat @ gamma)[..., None] / C      # mean_c(dout * gamma * xhat)
+    dgamma, dbeta, mean_dxhat, mean_dxhat_xhat = backward_terms(dout, xhat, gamma)
     dx = gpu.launch(LAYERNORM_BACKWARD, dout, xhat, rstd, gamma, mean_dxhat, mean_dxhat_xhat)
     return dx, {"gamma": dgamma, "beta": dbeta}

@@ -176,9 +176,10 @@ class Run:
     ranks: int = 1              # the processes it was trained on (distributed.py)
 
 
-def new_run(config, settings, backend, workers=1):
-    """A fresh run: parameters initialised from settings.seed, AdamW at step 0."""
-    model = TinyTransformerLM(config, backend, seed=settings.seed)
+def new_run(config, settings, backend, workers=1, params=None):
+    """A fresh run at step 0 with fresh AdamW: parameters ``params`` (host arrays) if given, else
+    initialised from settings.seed."""
+    model = TinyTransformerLM(config, backend, seed=settings.seed, params=params)
     return Run(model, _optimizer(model, settings), settings, np.random.default_rng(settings.seed),
                RunState(), workers)
 

@@ -12,19 +12,22 @@ orientation of the registry here:
     h.{l}.mlp.w_proj / b_proj transformer.h.{l}.mlp.c_proj.weight / bias
 
 The LM head is tied to ``wte``, so ``lm_head.weight`` is not stored (``save_pretrained`` leaves
-it out too).  A folder holds ``model.safetensors`` (written by safetensors_io.py, in the
-checkpoint's dtype) and ``config.json``.  Token ids are byte values: ``list(text.encode())``.
+it out too).  A folder holds ``model.safetensors`` (written and read by the ``safetensors``
+library, in the checkpoint's dtype) and ``config.json``.  Token ids are byte values:
+``list(text.encode())``.  ``safetensors`` is an optional extra (``pip install -e ".[export]"``),
+imported only when a folder is written or read, so the rest of the package runs without it.
 """
 import json
 import os
 import shutil
 import uuid
+from dataclasses import replace
 
 import numpy as np
 
+from .checkpoint import config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
 from .model import ModelConfig, param_shapes
-from .safetensors_io import SafetensorsError, load_file, save_file
 from .tokenizer import VOCAB_SIZE
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -38,6 +41,15 @@ GPT2_DEFAULTS = {"model_type": None, "vocab_size": 50257, "n_positions": 1024, "
                  "n_head": 12, "n_inner": None, "activation_function": "gelu_new", "layer_norm_epsilon": 1e-5,
                  "resid_pdrop": 0.1, "tie_word_embeddings": True, "scale_attn_weights": True,
                  "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False}
+
+
+def _safetensors():
+    """The ``safetensors`` package, or UsageError saying how to install it."""
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise UsageError('export needs the safetensors package: pip install -e ".[export]"') from None
+    return safetensors
 
 
 def hf_name(name):
@@ -69,6 +81,7 @@ def export_hf(params, config, out_dir, overwrite=False):
     Both files are written in a temporary folder beside ``out_dir`` and then renamed into
     place.  An existing non-empty ``out_dir`` is refused (UsageError) unless ``overwrite``;
     then only model.safetensors and config.json are replaced."""
+    safetensors = _safetensors()
     _check_target_dir(out_dir, overwrite)
     dtypes = {np.asarray(p).dtype for p in params.values()}
     if len(dtypes) != 1:
@@ -79,8 +92,8 @@ def export_hf(params, config, out_dir, overwrite=False):
     os.makedirs(parent, exist_ok=True)
     os.mkdir(tmp)
     try:
-        save_file({hf_name(name): p for name, p in params.items()}, os.path.join(tmp, WEIGHTS_FILE),
-                  metadata={"format": "pt"})
+        safetensors.numpy.save_file({hf_name(name): np.ascontiguousarray(p) for name, p in params.items()},
+                                    os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "pt"})
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(hf_config(config, dtypes.pop().name), f, indent=2)
             f.write("\n")
@@ -109,15 +122,16 @@ def import_hf(model_dir):
 
     Raises UsageError for a folder that is not a GPT-2 this model can run exactly: a vocabulary
     other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
+    safetensors = _safetensors()
     config = config_from_hf(_read_json(os.path.join(model_dir, CONFIG_FILE)), model_dir)
     path = os.path.join(model_dir, WEIGHTS_FILE)
     if not os.path.isfile(path):
         raise UsageError(f"{model_dir} has no {WEIGHTS_FILE} (a sharded or PyTorch-pickle folder "
                          f"is not read here; save it with safe_serialization and one shard)")
     try:
-        tensors = load_file(path)
-    except (OSError, SafetensorsError) as exc:
-        raise UsageError(f"{path} is not a readable safetensors file ({exc})") from None
+        tensors = safetensors.numpy.load_file(path)
+    except (OSError, TypeError, safetensors.SafetensorError) as exc:      # TypeError: bfloat16, unknown to NumPy
+        raise UsageError(f"{path} is not a safetensors file NumPy can read ({exc})") from None
     tensors = {key.removeprefix("transformer."): t for key, t in tensors.items()
                if not key.endswith(IGNORED_SUFFIXES)}
     head = tensors.pop("lm_head.weight", None)
@@ -137,6 +151,25 @@ def import_hf(model_dir):
     if head is not None and not np.array_equal(head, params["wte"]):
         raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
     return params, config
+
+
+def read_weights(path, flags=None):
+    """(params, ModelConfig) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
+
+    ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
+    stored sizes (UsageError); a ``dropout`` among them replaces the stored one."""
+    if os.path.isdir(path):
+        params, config = import_hf(path)
+    else:
+        arrays, meta = load_checkpoint(path)
+        config = config_from_meta(meta, path)
+        params = params_from_arrays(arrays, config, path)
+    flags = dict(flags or {})
+    for name, value in flags.items():
+        if name != "dropout" and value != getattr(config, name):
+            raise UsageError(f"--{name.replace('_', '-')} {value} does not match {path}'s {getattr(config, name)}; "
+                             f"--init-from takes the model's sizes from it (drop the flag)")
+    return params, replace(config, dropout=flags.get("dropout", config.dropout))
 
 
 def _read_json(path):

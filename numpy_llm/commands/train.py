@@ -18,6 +18,7 @@ from ..checkpoint import check_writable, companion_path, load_run, new_run, read
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
+from ..export import read_weights
 from ..generate import generate
 from ..host_memory import keep_freed_memory
 from ..model import ModelConfig
@@ -77,6 +78,8 @@ def configure(parser):
                         help="checkpoint path; <name>.best.npz and <name>.metrics.jsonl go beside it "
                              "(default: ckpt.npz)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --ckpt")
+    parser.add_argument("--init-from", metavar="PATH", help="start a new run from the weights and model "
+                        "sizes in PATH, a Hugging Face GPT-2 folder or a numpy_llm checkpoint (default: off)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --ckpt instead of refusing to")
     parser.add_argument("--sample-tokens", type=int, default=200,
@@ -89,6 +92,8 @@ def run(args):
     xp_name = array_module_name(args)
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
+    if args.resume and args.init_from is not None:
+        raise UsageError("--resume continues the checkpoint's weights and --init-from starts from PATH's: give one")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
     if args.workers is not None and args.workers > 1 and xp_name != "numpy":
@@ -203,9 +208,10 @@ def _end(world, code):
 
 def _new_run(args, given, xp_name):
     _refuse_overwrite(args.ckpt, args.overwrite)
-    config = ModelConfig(**_pick(given, MODEL_FLAGS))
     settings = TrainSettings(**_pick(given, TRAIN_DEFAULTS))
-    return new_run(config, settings, Backend(xp_name, given.get("dtype", "float32")))
+    flags = _pick(given, MODEL_FLAGS)
+    params, config = (None, ModelConfig(**flags)) if args.init_from is None else read_weights(args.init_from, flags)
+    return new_run(config, settings, Backend(xp_name, given.get("dtype", "float32")), params=params)
 
 
 def _resumed_run(args, given, xp_name):

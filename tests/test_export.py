@@ -1,7 +1,8 @@
 """Export to a Hugging Face GPT-2 folder and back: bit-identical round trip, logits and greedy
-generation equal to transformers' GPT2LMHeadModel, and refusals of what cannot be converted
-exactly (exit code 2, one line).  The folder is written with the ``safetensors`` package (the
+generation equal to transformers' GPT2LMHeadModel, refusals of what cannot be converted
+exactly (exit code 2, one line), and ``train --init-from`` such a folder or a checkpoint.  The folder is written with the ``safetensors`` package (the
 ``export`` extra): without it these tests are skipped, and export says how to install it."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,13 +12,16 @@ import numpy as np
 import pytest
 
 from numpy_llm.backend import Backend
-from numpy_llm.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
+import numpy_llm.commands.train as train_command
+from numpy_llm.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, new_run, save_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.export import hf_name
 from numpy_llm.generate import generate
 from numpy_llm.model import ModelConfig, TinyTransformerLM, param_shapes
 
 CONFIG = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.1)
+TINY_RUN = ["--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
+            "--eval-iters", "2", "--sample-tokens", "0"]
 
 
 def load_file(path):
@@ -246,3 +250,56 @@ def test_the_package_imports_without_safetensors():
     code = ("import sys; sys.modules['safetensors'] = None; import numpy_llm.cli, numpy_llm.export; "
             "numpy_llm.cli.build_parser()")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def train(tmp_path, *flags, name="ckpt.npz"):
+    return main(["train", *TINY_RUN, "--ckpt", str(tmp_path / name), *flags])
+
+
+def started_params(monkeypatch):
+    """A list that gets, for every run train starts, its parameters copied at step 0."""
+    starts = []
+
+    def recording_new_run(*args, **kwargs):
+        run = new_run(*args, **kwargs)
+        starts.append({name: np.array(p) for name, p in run.model.params.items()})
+        return run
+    monkeypatch.setattr(train_command, "new_run", recording_new_run)
+    return starts
+
+
+@pytest.mark.parametrize("source", ["exported folder", "checkpoint"])
+def test_init_from_starts_a_new_run_from_the_weights(tmp_path, monkeypatch, source):
+    assert train(tmp_path, "--steps", "3", "--dropout", "0.1", name="first.npz") == 0
+    first = str(tmp_path / "first.npz")
+    path = first
+    if source == "exported folder":
+        pytest.importorskip("safetensors.numpy")
+        path = str(tmp_path / "hf")
+        assert main(["export", "--ckpt", first, "--out", path]) == 0
+    starts = started_params(monkeypatch)
+    assert train(tmp_path, "--steps", "2", "--seed", "5", "--init-from", path) == 0
+    arrays, first_meta = load_checkpoint(first)
+    assert len(starts) == 1
+    assert sorted(f"param/{name}" for name in starts[0]) == sorted(n for n in arrays if n.startswith("param/"))
+    for name, p in starts[0].items():                           # step 0 holds PATH's weights, bit for bit
+        assert p.dtype == np.float32 and p.tobytes() == arrays[f"param/{name}"].tobytes()
+    _, meta = load_checkpoint(str(tmp_path / "ckpt.npz"))
+    assert meta["step"] == meta["adam_step"] == 2 and meta["train"]["seed"] == 5     # a new run
+    assert meta["model"] == first_meta["model"] and meta["model"]["dropout"] == 0.1  # PATH's model
+
+
+def test_init_from_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    assert train(tmp_path, "--steps", "2", name="first.npz") == 0
+    first = str(tmp_path / "first.npz")
+    (tmp_path / "not_a_model").mkdir()
+    capsys.readouterr()
+    no_model = "config.json" if importlib.util.find_spec("safetensors") else "safetensors"
+    for flags, message in ((["--n-layer", "2"], "does not match"), (["--resume"], "give one"),
+                           (["--init-from", str(tmp_path / "missing.npz")], "not found"),
+                           (["--init-from", str(tmp_path / "not_a_model")], no_model)):
+        flags = flags if "--init-from" in flags else ["--init-from", first, *flags]
+        assert train(tmp_path, "--steps", "2", *flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("error:") and message in err, err
+    assert not os.path.exists(tmp_path / "ckpt.npz")

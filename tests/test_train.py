@@ -1,6 +1,5 @@
 """Training: gradient accumulation, resume (bit-identical), Ctrl-C, non-finite stops, bad input."""
 import functools
-import importlib.util
 import json
 import errno
 import os
@@ -18,7 +17,7 @@ import pytest
 import numpy_llm.commands.train as train_command
 import numpy_llm.train as train_module
 from numpy_llm.backend import Backend
-from numpy_llm.checkpoint import load_checkpoint, new_run
+from numpy_llm.checkpoint import load_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.optim import AdamW
@@ -360,51 +359,3 @@ def test_sigterm_stops_generation_with_one_line(tmp_path):
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
     assert rest.strip() == "stopped by SIGTERM"
-
-
-def started_params(monkeypatch):
-    """A list that gets, for every run train starts, its parameters copied at step 0."""
-    starts = []
-
-    def recording_new_run(*args, **kwargs):
-        run = new_run(*args, **kwargs)
-        starts.append({name: np.array(p) for name, p in run.model.params.items()})
-        return run
-    monkeypatch.setattr(train_command, "new_run", recording_new_run)
-    return starts
-
-
-@pytest.mark.parametrize("source", ["exported folder", "checkpoint"])
-def test_init_from_starts_a_new_run_from_the_weights(tmp_path, monkeypatch, source):
-    assert train(tmp_path, "--steps", "3", "--dropout", "0.1", name="first.npz") == 0
-    first = str(tmp_path / "first.npz")
-    path = first
-    if source == "exported folder":
-        pytest.importorskip("safetensors.numpy")
-        path = str(tmp_path / "hf")
-        assert main(["export", "--ckpt", first, "--out", path]) == 0
-    starts = started_params(monkeypatch)
-    assert train(tmp_path, "--steps", "2", "--seed", "5", "--init-from", path) == 0
-    exported, first_meta = load_checkpoint(first)
-    assert len(starts) == 1 and sorted(f"param/{n}" for n in starts[0]) == sorted(n for n in exported if n.startswith("param/"))
-    for name, p in starts[0].items():                           # step 0 holds PATH's weights, bit for bit
-        assert p.dtype == np.float32 and p.tobytes() == exported[f"param/{name}"].tobytes()
-    _, meta = load_checkpoint(str(tmp_path / "ckpt.npz"))
-    assert meta["step"] == meta["adam_step"] == 2 and meta["train"]["seed"] == 5     # a new run
-    assert meta["model"] == first_meta["model"] and meta["model"]["dropout"] == 0.1  # PATH's model
-
-
-def test_init_from_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    assert train(tmp_path, "--steps", "2", name="first.npz") == 0
-    first = str(tmp_path / "first.npz")
-    (tmp_path / "not_a_model").mkdir()
-    capsys.readouterr()
-    no_model = "config.json" if importlib.util.find_spec("safetensors") else "safetensors"
-    for flags, message in ((["--n-layer", "2"], "does not match"), (["--resume"], "give one"),
-                           (["--init-from", str(tmp_path / "missing.npz")], "not found"),
-                           (["--init-from", str(tmp_path / "not_a_model")], no_model)):
-        flags = flags if "--init-from" in flags else ["--init-from", first, *flags]
-        assert train(tmp_path, "--steps", "2", *flags) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and err.startswith("error:") and message in err, err
-    assert not os.path.exists(tmp_path / "ckpt.npz")

@@ -13,6 +13,7 @@ Building a Backend changes no process-wide setting: how a batch is executed (thr
 the host allocator) is the business of runner.py, blas.py and host_memory.py, applied by
 the entry points that want them.
 """
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +27,20 @@ class BackendError(RuntimeError):
     """The requested array module or dtype cannot be used on this machine."""
 
 
+def import_cupy(name="cupy"):
+    """The module ``name`` of CuPy (``cupy``, ``cupy.cuda.nccl``): the one place CuPy is imported;
+    BackendError with the install hint when it is missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise BackendError(f"--xp cupy needs CuPy, which is not installed ({exc}); {CUPY_INSTALL_HINT}") from None
+
+
 def load_cupy():
     """Import CuPy and prove the GPU usable by compiling and running one tiny elementwise kernel
     (the same path every fused kernel takes: NVRTC, the driver, device memory), or raise
     BackendError with one line saying what is missing and what to install."""
-    try:
-        import cupy
-    except ImportError as exc:
-        raise BackendError(f"--xp cupy needs CuPy, which is not installed ({exc}); {CUPY_INSTALL_HINT}") from None
+    cupy = import_cupy()
     try:
         n_gpus = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # no driver, or one too old for CuPy's CUDA: CuPy raises its own types
@@ -119,5 +126,4 @@ def array_module(array):
     module = getattr(type(array), "array_module", None)  # the strict test backend
     if module is not None:
         return module
-    import cupy
-    return cupy.get_array_module(array)
+    return import_cupy().get_array_module(array)

@@ -30,6 +30,8 @@ can compile each body as plain C++ and check it against the layer's NumPy math, 
 """
 from typing import NamedTuple
 
+from .backend import array_module
+
 KERNELS = {}            # name -> FusedKernel or FusedRowSum: every kernel declared by an imported module
 _compiled = {}          # name -> CuPy kernel (a callable), built on first launch
 
@@ -85,6 +87,5 @@ def fused_row_sum(name, inputs, term):
 def launch(kernel, *args):
     """Run ``kernel`` on CuPy arrays (inputs, then optionally outputs); returns its outputs."""
     if kernel.name not in _compiled:
-        import cupy
-        _compiled[kernel.name] = kernel.compile(cupy)
+        _compiled[kernel.name] = kernel.compile(array_module(args[0]))     # (the first argument is an array)
     return _compiled[kernel.name](*args)

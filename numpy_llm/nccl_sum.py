@@ -11,6 +11,7 @@ CuPy (``cupy.cuda.nccl``) is imported only when an NcclSum is built: under ``mpi
 """
 import numpy as np
 
+from .backend import import_cupy
 from .errors import UsageError
 
 
@@ -39,10 +40,8 @@ class NcclSum:
     """Sum a CuPy buffer over the ranks of ``comm`` in place; building it selects this rank's GPU."""
 
     def __init__(self, comm, local_rank, local_size, cupy=None, nccl=None):
-        if cupy is None:
-            import cupy
-        if nccl is None:
-            from cupy.cuda import nccl
+        cupy = cupy or import_cupy()
+        nccl = nccl or import_cupy("cupy.cuda.nccl")
         self.cupy, self.nccl = cupy, nccl
         count = cupy.cuda.runtime.getDeviceCount()
         if local_size > count:                     # NCCL refuses two ranks on one GPU

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .blas import blas_threads, set_blas_threads, single_threaded_blas
+from .errors import InvalidSetting
 
 SHARE_SIZE = 3 * 2 ** 16         # activation numbers (rows x T x C) per share, see count_shares
 _pools = {}                      # worker count -> ThreadPoolExecutor, created once
@@ -87,6 +88,15 @@ def split_batch(batch_size, n_shares):
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
+def check_workers(workers, xp_name):
+    """The one rule for a worker count: at least 1, and more than 1 only on NumPy (InvalidSetting,
+    which the command line shows as the --workers flag)."""
+    if workers < 1:
+        raise InvalidSetting("workers", f"must be at least 1, not {workers}")
+    if workers > 1 and xp_name != "numpy":
+        raise InvalidSetting("workers", f"{workers} splits the batch over CPU cores: it needs numpy, not {xp_name}")
+
+
 class ThreadRunner:
     """Runs ``model``'s batches over ``workers`` threads (1: the model's own calls, unchanged).
 
@@ -95,11 +105,7 @@ class ThreadRunner:
     rank, world_size = 0, 1              # one process: its loss_and_grads is the whole batch
 
     def __init__(self, model, workers=1):
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, not {workers}")
-        if workers > 1 and model.backend.name != "numpy":
-            raise ValueError(f"workers > 1 splits the batch over CPU cores: it needs numpy, "
-                             f"not {model.backend.name}")
+        check_workers(workers, model.backend.name)
         if workers > 1 and blas_threads() is None:
             warnings.warn(f"NumPy's BLAS thread count cannot be set here, so {workers} workers "
                           f"would fight over the cores: using 1 worker", RuntimeWarning, stacklevel=2)

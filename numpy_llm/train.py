@@ -117,11 +117,13 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     last_step = {}                                # the last step's loss and norm, still on the device
 
     def checked():
-        """The last step's (loss, norm) as floats, checked finite (TrainingError naming the last good one)."""
+        """The last step's (loss, norm) as floats, checked finite (TrainingError naming the last good one);
+        kept as floats, so a second check of the same step reads nothing from the device."""
         try:
-            return finite(last_step["loss"], last_step["norm"], state.step)
+            last_step["loss"], last_step["norm"] = finite(last_step["loss"], last_step["norm"], state.step)
         except TrainingError as exc:
             raise TrainingError(f"{exc}; {last_good()}") from None
+        return last_step["loss"], last_step["norm"]
 
     def save(path=ckpt_path):
         if last_step:

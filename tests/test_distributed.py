@@ -245,14 +245,19 @@ def ranks_of(launcher_pid):
     return [pid for pid, (_, is_rank) in parents.items() if is_rank and under(pid)]
 
 
+def start_long_run(ckpt, eval_interval):
+    """A 2-rank run that would go on for hours, and a reader of its stderr."""
+    proc = subprocess.Popen(train_command(2, "--n-embd", "32", "--steps", "100000", "--eval-interval",
+                                          str(eval_interval), "--workers", "1", "--ckpt", str(ckpt)),
+                            stderr=subprocess.PIPE, text=True, env=clean_env())
+    return proc, StderrLines(proc)
+
+
 @needs_mpi
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks through /proc")
 def test_a_killed_rank_ends_the_job_and_the_checkpoint_loads(tmp_path):
     ckpt = tmp_path / "c.npz"
-    proc = subprocess.Popen(train_command(2, "--n-embd", "32", "--steps", "100000", "--eval-interval", "5",
-                                          "--workers", "1", "--ckpt", str(ckpt)),
-                            stderr=subprocess.PIPE, text=True, env=clean_env())
-    stderr = StderrLines(proc)
+    proc, stderr = start_long_run(ckpt, eval_interval=5)
     try:
         stderr.wait_for("eval step 5", timeout=TIMEOUT)
         victims = ranks_of(proc.pid)
@@ -333,10 +338,7 @@ def test_one_rank_on_a_gpu_through_nccl_follows_one_process(tmp_path):
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the ranks through /proc")
 def test_a_signal_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
     ckpt = tmp_path / "c.npz"
-    proc = subprocess.Popen(train_command(2, "--n-embd", "32", "--steps", "100000", "--eval-interval", "100000",
-                                          "--workers", "1", "--ckpt", str(ckpt)),
-                            stderr=subprocess.PIPE, text=True, env=clean_env())
-    stderr = StderrLines(proc)
+    proc, stderr = start_long_run(ckpt, eval_interval=100000)
     try:
         stderr.wait_for("step 5/", timeout=TIMEOUT)
         os.kill(max(ranks_of(proc.pid)), signal.SIGTERM)

@@ -191,6 +191,6 @@ def test_cli_bad_input_is_one_line_and_exit_2(files, capsys, tmp_path, problem):
 def test_cli_as_a_process_has_no_traceback(files):
     _, ckpt, _ = files
     proc = subprocess.run([sys.executable, "cli.py", "eval", "--ckpt", ckpt, "--stride", "100"],
-                          cwd=REPO, capture_output=True, text=True)
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == ["error: --stride must be between 1 and block_size 8, not 100"]

@@ -6,7 +6,7 @@ import sys
 from .. import bench
 from ..errors import UsageError
 from ..host_memory import keep_freed_memory
-from ..runner import available_cores
+from ..runner import available_cores, check_workers
 from .options import add_array_module_flags, array_module_name
 
 
@@ -56,12 +56,10 @@ def run(args):
     configs = bench.parse_configs(args.configs)
     xp_name = array_module_name(args)
     if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
-            or (args.settle is not None and args.settle < 0) or (args.workers is not None and args.workers < 1) \
-            or (args.prime is not None and args.prime < 0):
-        raise UsageError("--steps, --memory-steps and --workers must be >= 1; --warmup, --gen-tokens, "
-                         "--settle and --prime >= 0")
-    if (args.workers or 1) > 1 and xp_name != "numpy":
-        raise UsageError(f"--workers > 1 splits the batch over CPU cores: it needs --xp numpy, not {xp_name}")
+            or (args.settle is not None and args.settle < 0) or (args.prime is not None and args.prime < 0):
+        raise UsageError("--steps and --memory-steps must be >= 1; --warmup, --gen-tokens, --settle and --prime >= 0")
+    if args.workers is not None:
+        check_workers(args.workers, xp_name)            # before CuPy or the models load
     keep_freed_memory()                  # training steps run here, as in training (host_memory.py)
     if args.profile:
         for bc in configs:

@@ -22,7 +22,7 @@ from ..export import read_weights
 from ..generate import generate
 from ..host_memory import keep_freed_memory
 from ..model import ModelConfig
-from ..runner import ThreadRunner, available_cores, default_workers
+from ..runner import ThreadRunner, available_cores, check_workers, default_workers
 from ..settings import TrainSettings
 from ..tokenizer import StreamDecoder, encode
 from ..train import run_training
@@ -94,10 +94,8 @@ def run(args):
         raise UsageError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
     if args.resume and args.init_from is not None:
         raise UsageError("--resume continues the checkpoint's weights and --init-from starts from PATH's: give one")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, not {args.workers}")
-    if args.workers is not None and args.workers > 1 and xp_name != "numpy":
-        raise UsageError(f"--workers {args.workers} splits the batch over CPU cores: it needs --xp numpy")
+    if args.workers is not None:
+        check_workers(args.workers, xp_name)        # before anything loads
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     device_sum = None

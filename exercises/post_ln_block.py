@@ -18,7 +18,7 @@ Write ``post_ln_block_backward(dout, cache) -> (dx, grads)``:
 The sublayers are given, forward and backward (the package's), as in exercises/block.py.
 Compare with the pre-LN backward when you are done: there, dout reaches x through the
 residual additions untouched; here every path to x goes through a LayerNorm backward
-(docs/08-transformer-block.md, "Why pre-LN").
+(docs/10-transformer-block.md, "Why pre-LN").
 """
 from typing import Any, NamedTuple
 

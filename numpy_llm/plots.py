@@ -1,6 +1,7 @@
 """Pictures of a run: the loss curves, and what every attention head looks at.
 
-    plot_losses(metrics_path, out_png)          the metrics log -> loss curves
+    plot_losses(metrics_path, out_png, gap)     the metrics log -> loss curves, learning rate below;
+                                                gap=True adds validation minus train loss
     attention_maps(model, prompt_ids)           -> probs (n_layer, n_head, T, T), rows sum to 1
     plot_attention(model, prompt_ids, out_png)  an n_layer x n_head grid of heatmaps
 
@@ -9,6 +10,7 @@ imported only when a picture is drawn, with the non-interactive Agg backend, so 
 functions work on a machine without a display.  Without it they raise UsageError.
 """
 import json
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,8 +34,15 @@ def pyplot():
     return plt
 
 
+class Metrics(NamedTuple):
+    """A run's metrics log, read into one list per curve."""
+    train: list         # (step, loss) of every logged step
+    lrs: list           # (step, learning rate) of the logged steps that record it (older logs do not)
+    evals: list         # (step, train loss, val loss) of every evaluation
+
+
 def read_metrics(metrics_path):
-    """The metrics log (one JSON object per line) as two lists: train records, eval records."""
+    """The metrics log (one JSON object per line) as Metrics; UsageError naming the line that is bad."""
     try:
         with open(metrics_path) as f:
             lines = f.readlines()
@@ -41,7 +50,7 @@ def read_metrics(metrics_path):
         raise UsageError(f"metrics file not found: {metrics_path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read metrics file {metrics_path}: {exc}") from None
-    train, evals = [], []
+    metrics = Metrics([], [], [])
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -53,37 +62,74 @@ def read_metrics(metrics_path):
             raise UsageError(f"{metrics_path} line {number} is not a JSON object")
         try:
             if record.get("kind") == "train":
-                train.append((int(record["step"]), float(record["loss"])))
+                metrics.train.append((int(record["step"]), float(record["loss"])))
+                if "lr" in record:
+                    metrics.lrs.append((int(record["step"]), float(record["lr"])))
             elif record.get("kind") == "eval":
-                evals.append((int(record["step"]), float(record["train_loss"]), float(record["val_loss"])))
+                metrics.evals.append((int(record["step"]), float(record["train_loss"]), float(record["val_loss"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"{metrics_path} line {number} lacks a usable field ({exc})") from None
-    if not train and not evals:
+    if not metrics.train and not metrics.evals:
         raise UsageError(f"{metrics_path} holds no train or eval records")
-    return train, evals
+    return metrics
 
 
-def plot_losses(metrics_path, out_png):
-    """Per-step train loss (thin line) and eval train/val losses (markers) -> out_png; returns out_png."""
-    train, evals = read_metrics(metrics_path)
+def plot_losses(metrics_path, out_png, gap=False):
+    """The loss curves of a run -> out_png; returns out_png.  Panels, on one step axis: the losses,
+    with ``gap`` validation minus train loss at each evaluation, and the learning rate (when the
+    log records it)."""
+    metrics = read_metrics(metrics_path)
+    if gap and not metrics.evals:
+        raise UsageError(f"{metrics_path} holds no eval records: there is no train/validation gap to draw")
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    if train:
-        steps, losses = zip(*train)
+    save_png(plt, loss_figure(plt, metrics, gap), out_png)
+    return out_png
+
+
+def loss_figure(plt, metrics, gap=False):
+    """The figure plot_losses draws, one panel (Axes) per curve kind, the step axis shared."""
+    panels = [draw_losses] + ([draw_gap] if gap else []) + ([draw_lr] if metrics.lrs else [])
+    heights = [3] + [1.4] * (len(panels) - 1)
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, squeeze=False, figsize=(7, 1.4 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights})
+    for draw, ax in zip(panels, axes[:, 0]):
+        draw(ax, metrics)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title("Training and validation loss")
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def draw_losses(ax, metrics):
+    """Per-step train loss (thin line) and eval train/val losses (markers), against ln 256."""
+    if metrics.train:
+        steps, losses = zip(*metrics.train)
         ax.plot(steps, losses, linewidth=0.8, alpha=0.7, color="tab:blue", label="train (logged steps)")
-    if evals:
-        steps, train_losses, val_losses = zip(*evals)
+    if metrics.evals:
+        steps, train_losses, val_losses = zip(*metrics.evals)
         ax.plot(steps, train_losses, "o-", markersize=5, color="tab:blue", label="train (eval)")
         ax.plot(steps, val_losses, "s-", markersize=5, color="tab:orange", label="validation (eval)")
     ax.axhline(np.log(256), color="grey", linestyle=":", linewidth=1, label="uniform guess, ln 256")
-    ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/byte)")
-    ax.set_title("Training and validation loss")
-    ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    save_png(plt, fig, out_png)
-    return out_png
+
+
+def draw_gap(ax, metrics):
+    """Validation minus train loss at each evaluation, on a scale of its own (above 0: the model
+    does better on the text it trains on)."""
+    steps, train_losses, val_losses = zip(*metrics.evals)
+    ax.plot(steps, np.subtract(val_losses, train_losses), "D-", markersize=4, color="tab:red")
+    ax.axhline(0.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_ylabel("val \u2212 train")
+
+
+def draw_lr(ax, metrics):
+    """The learning rate of every logged step: warmup, then the cosine decay."""
+    steps, lrs = zip(*metrics.lrs)
+    ax.plot(steps, lrs, color="tab:green")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax.set_ylabel("learning rate")
 
 
 def save_png(plt, fig, out_png):

@@ -11,7 +11,7 @@ from numpy_llm.cli import main
 from numpy_llm.layers.attention import split_heads
 from numpy_llm.layers.layernorm import layernorm_forward
 from numpy_llm.model import ModelConfig, TinyTransformerLM
-from numpy_llm.plots import attention_maps, token_label
+from numpy_llm.plots import attention_maps, loss_figure, read_metrics, token_label
 from numpy_llm.tokenizer import encode
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,11 +22,17 @@ def tiny_model(dtype="float64"):
     return TinyTransformerLM(CONFIG, Backend("numpy", dtype), seed=3)
 
 
-def write_metrics(path, n_steps=50):
+def write_metrics(path, n_steps=50, with_lr=True):
+    """A metrics log as training writes it (evaluations at step 0 and every 20 steps); with_lr=False:
+    as older versions wrote it, without the learning rate."""
     with open(path, "w") as f:
+        f.write(json.dumps({"kind": "eval", "step": 0, "train_loss": 5.55, "val_loss": 5.56}) + "\n")
         for step in range(10, n_steps + 1, 10):
-            f.write(json.dumps({"kind": "train", "step": step, "loss": 5.5 - 0.04 * step, "lr": 1e-3,
-                                "grad_norm": 1.2, "ms_per_step": 200.0, "tokens_per_s": 20000.0}) + "\n")
+            record = {"kind": "train", "step": step, "loss": 5.5 - 0.04 * step, "lr": 1e-3 / step,
+                      "grad_norm": 1.2, "ms_per_step": 200.0, "tokens_per_s": 20000.0}
+            if not with_lr:
+                del record["lr"]
+            f.write(json.dumps(record) + "\n")
             if step % 20 == 0:
                 f.write(json.dumps({"kind": "eval", "step": step, "train_loss": 5.4 - 0.04 * step,
                                     "val_loss": 5.45 - 0.04 * step}) + "\n")
@@ -87,12 +93,46 @@ def test_token_labels_make_whitespace_visible():
 
 # --- the two commands, end to end through the command line ---
 
-def test_plot_command_writes_a_png(tmp_path, capsys):
+@pytest.mark.parametrize("flags", [[], ["--gap"]], ids=["losses and lr", "with the gap"])
+def test_plot_command_writes_a_png(tmp_path, capsys, flags):
     pytest.importorskip("matplotlib")
     metrics = write_metrics(tmp_path / "ckpt.metrics.jsonl")
     out = tmp_path / "loss.png"
-    assert main(["plot", "--metrics", str(metrics), "--out", str(out)]) == 0
+    assert main(["plot", "--metrics", str(metrics), "--out", str(out), *flags]) == 0
     assert capsys.readouterr().out.strip() == str(out)
+    assert_png(out)
+
+
+def panels(metrics_path, gap=False):
+    """The loss figure's panels as {y label: Axes}, the figure closed."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = loss_figure(plt, read_metrics(metrics_path), gap)
+    plt.close(fig)
+    return {ax.get_ylabel(): ax for ax in fig.axes}
+
+
+def test_the_learning_rate_has_a_panel_below_the_losses_on_the_same_steps(tmp_path):
+    axes = panels(write_metrics(tmp_path / "m.jsonl"))
+    assert list(axes) == ["loss (nats/byte)", "learning rate"]
+    loss_axes, lr_axes = axes.values()
+    assert lr_axes.get_shared_x_axes().joined(loss_axes, lr_axes)
+    np.testing.assert_allclose(lr_axes.lines[0].get_xdata(), [10, 20, 30, 40, 50])
+    np.testing.assert_allclose(lr_axes.lines[0].get_ydata(), [1e-3 / s for s in (10, 20, 30, 40, 50)])
+
+
+def test_gap_adds_validation_minus_train_at_each_evaluation(tmp_path):
+    axes = panels(write_metrics(tmp_path / "m.jsonl"), gap=True)
+    assert list(axes) == ["loss (nats/byte)", "val \u2212 train", "learning rate"]
+    gap_line = axes["val \u2212 train"].lines[0]
+    np.testing.assert_allclose(gap_line.get_xdata(), [0, 20, 40])
+    np.testing.assert_allclose(gap_line.get_ydata(), [0.01, 0.05, 0.05], atol=1e-12)
+
+
+def test_a_metrics_log_without_learning_rates_plots_the_losses_alone(tmp_path, capsys):
+    metrics = write_metrics(tmp_path / "old.metrics.jsonl", with_lr=False)
+    assert list(panels(metrics)) == ["loss (nats/byte)"]
+    out = tmp_path / "loss.png"
+    assert main(["plot", "--metrics", str(metrics), "--out", str(out), "--gap"]) == 0
     assert_png(out)
 
 
@@ -119,12 +159,14 @@ def test_attention_command_writes_a_png(tmp_path, capsys):
     ("", "no train or eval records"),
     ("{not json\n", "line 1 is not JSON"),
     ('{"kind": "train", "step": 1}\n', "line 1 lacks"),
+    ('{"kind": "train", "step": 1, "loss": 5.5, "lr": "fast"}\n', "line 1 lacks"),
+    ('{"kind": "train", "step": 1, "loss": 5.5, "lr": 0.001}\n', "no eval records"),    # with --gap
 ])
 def test_plot_command_rejects_bad_metrics(tmp_path, capsys, content, message):
     metrics = tmp_path / "ckpt.metrics.jsonl"
     if content is not None:
         metrics.write_text(content)
-    assert main(["plot", "--metrics", str(metrics), "--out", str(tmp_path / "loss.png")]) == 2
+    assert main(["plot", "--metrics", str(metrics), "--out", str(tmp_path / "loss.png"), "--gap"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "loss.png").exists()

@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": "score every byte of a file with a checkpoint: loss in nats and bits per byte, perplexity",
     "baselines": "the loss of uniform, unigram and bigram byte counts on a text's validation split",
     "export": "write a checkpoint as a Hugging Face GPT-2 folder, or (--from-hf) read one back",
+    "experiment": "train GPT-2 and a variant that differs in one thing; draw both loss curves into a PNG",
 }
 
 

@@ -9,10 +9,17 @@
 
 Parameters live in one ordered registry ``name -> array`` (see :func:`param_shapes`);
 gradients come back as a dict with the same names.
+
+The block is the one seam of the architecture: a :class:`Block` names a forward and a backward
+with the layer contract and the block's parameters.  The default, ``GPT2_BLOCK``, is the pre-LN
+block of layers/block.py; ``TinyTransformerLM(config, block=...)`` (or ``model_forward(...,
+block=...)``) swaps in another, and the forward's ``ModelCache`` records which backward undoes
+it.  The other blocks are teaching variants for the experiments (variants.py): a model built
+with one is not GPT-2.
 """
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -51,6 +58,20 @@ class ModelConfig:
         return asdict(self)
 
 
+class Block(NamedTuple):
+    """One kind of transformer block, with the parameters of block_param_shapes:
+
+        forward(x, p, n_head, dropout, rng, kv_cache) -> (out, cache)     p: local name -> array
+        backward(dout, cache) -> (dx, {local name: gradient})
+    """
+    name: str
+    forward: Callable
+    backward: Callable
+
+
+GPT2_BLOCK = Block("pre-LN (GPT-2)", block_forward, block_backward)
+
+
 def param_shapes(config):
     """The parameter registry's names and shapes, in order."""
     C, V = config.n_embd, config.vocab_size
@@ -63,15 +84,16 @@ def param_shapes(config):
     return shapes
 
 
-def init_params(config, seed=0):
+def init_params(config, seed=0, std=0.02):
     """GPT-2 initialisation, as host (NumPy float64) arrays.
 
-    Weights and embeddings ~ N(0, 0.02); the two projections that write into the
-    residual stream (attn.w_proj, mlp.w_proj) ~ N(0, 0.02 / sqrt(2 n_layer)), so the
+    Weights and embeddings ~ N(0, std); the two projections that write into the
+    residual stream (attn.w_proj, mlp.w_proj) ~ N(0, std / sqrt(2 n_layer)), so the
     stream's variance does not grow with depth; biases 0; LayerNorm gamma 1, beta 0.
+    ``std`` is GPT-2's 0.02 unless an experiment asks otherwise (experiments.py, init-std).
     """
     rng = np.random.default_rng(seed)
-    residual_std = 0.02 / math.sqrt(2 * config.n_layer)
+    residual_std = std / math.sqrt(2 * config.n_layer)
     params = {}
     for name, shape in param_shapes(config).items():
         if name.endswith(".gamma"):
@@ -81,7 +103,7 @@ def init_params(config, seed=0):
         elif name.endswith(("attn.w_proj", "mlp.w_proj")):
             params[name] = rng.normal(0.0, residual_std, size=shape)
         else:
-            params[name] = rng.normal(0.0, 0.02, size=shape)
+            params[name] = rng.normal(0.0, std, size=shape)
     return params
 
 
@@ -96,18 +118,19 @@ class ModelCache(ConsumableCache):
     """What model_backward needs; it consumes the cache (layers/cache.py)."""
     embedding: EmbeddingCache
     embedding_dropout: DropoutCache
-    blocks: list            # one BlockCache per layer; model_backward pops them, last layer first
+    blocks: list            # one block cache per layer; model_backward pops them, last layer first
+    block_backward: Callable    # the backward of the block that made them
     ln_f: LayerNormCache
     h: Any                  # (B, T, C) the final LayerNorm's output, the LM head's input
     wte: Any                # (V, C) the tied token embedding, the LM head's weight
 
 
-def model_forward(params, config, idx, rng=None, kv_cache=None):
+def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK):
     """Logits for every position: idx (B, T) -> logits (B, T, V), cache for the backward.
 
     ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode.
     ``kv_cache`` (a KVCache, generation only): idx holds the *new* positions, which
-    continue after the ones already cached."""
+    continue after the ones already cached.  ``block``: the kind of block (see Block)."""
     B, T = idx.shape
     start = 0 if kv_cache is None else kv_cache.length
     if start + T > config.block_size:
@@ -117,13 +140,13 @@ def model_forward(params, config, idx, rng=None, kv_cache=None):
     block_caches = []
     for layer in range(config.n_layer):
         layer_kv = None if kv_cache is None else kv_cache.layers[layer]
-        x, cache = block_forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv)
+        x, cache = block.forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv)
         block_caches.append(cache)
     h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     V, C = params["wte"].shape
     logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
     return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
-                              ln_f=lnf_cache, h=h, wte=params["wte"])
+                              block_backward=block.backward, ln_f=lnf_cache, h=h, wte=params["wte"])
 
 
 def model_backward(dlogits, cache):
@@ -151,7 +174,7 @@ def model_backward(dlogits, cache):
     for layer in reversed(range(len(cache.blocks))):
         # pop: the list lets go of this block's activations, so they are freed as soon as the
         # block is done with them and memory falls during the backward instead of peaking
-        dx, layer_grads = block_backward(dx, cache.blocks.pop())
+        dx, layer_grads = cache.block_backward(dx, cache.blocks.pop())
         for name, g in layer_grads.items():
             grads[f"h.{layer}.{name}"] = g
     dx, _ = dropout_backward(dx, cache.embedding_dropout)
@@ -166,11 +189,14 @@ class TinyTransformerLM:
 
         model = TinyTransformerLM(ModelConfig(n_layer=2), Backend("numpy", "float64"), seed=0)
         loss, grads = model.loss_and_grads(idx, targets)   # grads[name] has params[name]'s shape
+
+    ``block`` is GPT-2's unless an experiment passes a variant (see Block).
     """
 
-    def __init__(self, config, backend=None, seed=0, params=None):
+    def __init__(self, config, backend=None, seed=0, params=None, block=GPT2_BLOCK):
         self.config = config
         self.backend = backend or Backend()
+        self.block = block
         host_params = init_params(config, seed) if params is None else params
         self.params = {}
         for name, shape in param_shapes(config).items():
@@ -183,7 +209,7 @@ class TinyTransformerLM:
 
     def logits(self, idx):
         """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""
-        logits, _ = model_forward(self.params, self.config, self._device_ids(idx))
+        logits, _ = model_forward(self.params, self.config, self._device_ids(idx), block=self.block)
         return logits
 
     def loss(self, idx, targets):
@@ -200,7 +226,7 @@ class TinyTransformerLM:
         so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
         (Spreading a batch over cores or processes is runner.py's business, not the model's.)"""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
-        logits, cache = model_forward(self.params, self.config, idx, rng)
+        logits, cache = model_forward(self.params, self.config, idx, rng, block=self.block)
         B, T, V = logits.shape
         loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
         del logits                                      # not needed for the backward: free it now

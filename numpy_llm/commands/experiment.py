@@ -1,0 +1,104 @@
+"""``python cli.py experiment NAME``: train GPT-2 and a variant that differs in one thing, with
+everything else equal, and draw both on one picture (numpy_llm/experiments.py).
+
+The picture goes to runs/experiments/NAME.png (``--out``), its curves to the same path with
+``.json``; stdout gets a table of the final numbers and the two paths, stderr the progress.
+The post-ln experiment trains the learner's own post-LN block: exercises/post_ln_block.py
+(``--block``), loaded as ``python cli.py check`` loads it, once its backward passes that check.
+"""
+import argparse
+import os
+
+from gradcheck.exercise_specs import POST_LN_BLOCK
+from gradcheck.exercises import grade_file, load
+
+from ..errors import UsageError
+from ..experiments import EXPERIMENTS, draw, run_experiment, save_curves
+from ..plots import pyplot
+from ..runner import available_cores, check_workers, default_workers
+from ..variants import exercise_block
+
+DEFAULT_BLOCK = os.path.join("exercises", "post_ln_block.py")
+
+
+def configure(parser):
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter      # each help text names its default
+    parser.add_argument("name", nargs="?", metavar="NAME", help=f"the experiment: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--list", action="store_true", help="list the experiments and what each shows")
+    parser.add_argument("--out", default=None,
+                        help="the picture's path; the curves go beside it as .json (default: runs/experiments/NAME.png)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps of each arm (default: the experiment's, shown by --list)")
+    parser.add_argument("--data", default=None,
+                        help="training text (default: the experiment's, the built-in Shakespeare sample)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"threads that share each batch (default: one per CPU core, {available_cores()} here)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the initialisation and the batches, the same for both arms "
+                             "(default: the experiment's)")
+    parser.add_argument("--block", default=DEFAULT_BLOCK,
+                        help=f"post-ln only: your exercise file with post_ln_block_backward written "
+                             f"(default: {DEFAULT_BLOCK})")
+
+
+def run(args):
+    if args.list:
+        for experiment in EXPERIMENTS.values():
+            print(f"{experiment.name:<12} {experiment.title} ({experiment.chapter}; "
+                  f"{experiment.settings.steps} steps)")
+        return 0
+    if args.name not in EXPERIMENTS:
+        given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
+        raise UsageError(f"{given}; choose one of {', '.join(EXPERIMENTS)} (python cli.py experiment --list)")
+    experiment = EXPERIMENTS[args.name]
+    workers = default_workers("numpy") if args.workers is None else args.workers
+    check_workers(workers, "numpy")
+    out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
+    curves_path = os.path.splitext(out)[0] + ".json"
+    prepare_folder(out)
+    pyplot()                                    # matplotlib missing: say so before training, not after
+    block = learner_block(args.block) if experiment.variant.block is None else None
+    settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
+    save_curves(curves_path, experiment, settings, curves)
+    draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.probe)
+    print_table(experiment, settings, curves)
+    print(f"picture: {out}\ncurves:  {curves_path}")
+    return 0
+
+
+def prepare_folder(out):
+    """Make the picture's folder; UsageError if it cannot be made or the path is a folder."""
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out} is a folder; give a file path such as {os.path.join(out, 'picture.png')}")
+    try:
+        os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot make the folder of --out {out}: {exc.strerror or exc}") from None
+
+
+def learner_block(path):
+    """The learner's post-LN block from ``path``, if its backward passes the check (else UsageError)."""
+    run_check = f"run `python cli.py check {path}` first"
+    try:
+        grade = grade_file(path)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; {run_check}") from None
+    if grade.backward != POST_LN_BLOCK.backward:
+        raise UsageError(f"--block {path} is the exercise of {grade.backward}, not of {POST_LN_BLOCK.backward}")
+    if not grade.passed:
+        raise UsageError(f"{path}: {grade.backward} does not pass its check yet; {run_check}")
+    module = load(path, POST_LN_BLOCK)
+    return exercise_block("post-LN", getattr(module, POST_LN_BLOCK.forward), getattr(module, POST_LN_BLOCK.backward))
+
+
+def print_table(experiment, settings, curves):
+    """The numbers of the picture: each arm's loss at step 0 and at its last evaluation."""
+    print(f"{experiment.name}: {experiment.title} ({experiment.chapter}), {settings.steps} steps")
+    probe = "  attention peak" if experiment.probe else ""
+    width = max(len(curve.label) for curve in curves) + 2
+    print(f"{'arm':<{width}}{'val @ 0':>9}{'train':>9}{'val':>9}{'best val':>10}{probe}")
+    for curve in curves:
+        peak = f"{curve.attention_peak[-1]:>16.3f}" if experiment.probe else ""
+        diverged = f"  (diverged at step {curve.diverged_at})" if curve.diverged_at is not None else ""
+        print(f"{curve.label:<{width}}{curve.val[0]:>9.3f}{curve.train[-1]:>9.3f}{curve.val[-1]:>9.3f}"
+              f"{min(curve.val):>10.3f}{peak}{diverged}")

@@ -1,37 +1,43 @@
 """Training settings: every flag of a run that is not the model's size (ModelConfig has those),
-with its default and its valid range, in one place.  The command line builds its flags
-from these fields and shows an InvalidSetting as one line naming the flag."""
+with its default, its help text and its valid range, in one place.  The command line builds its
+flags from these fields and shows an InvalidSetting as one line naming the flag."""
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from .errors import InvalidSetting, is_int
-from .optim import BETAS, EPS, LR, WEIGHT_DECAY
+from .optim import BETAS, EPS, LR, WEIGHT_DECAY, lr_at
 
 POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
 COUNTS = POSITIVE_INTS + ("warmup_steps", "save_interval", "seed")       # whole numbers
 
 
+def setting(default, help_text):
+    """A settings field with its default and the help text its command-line flag shows."""
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 600
-    batch_size: int = 16
-    lr: float = LR
-    min_lr: float = 1e-4
-    warmup_steps: int = 50
-    weight_decay: float = WEIGHT_DECAY
-    beta1: float = BETAS[0]
-    beta2: float = BETAS[1]
-    adam_eps: float = EPS
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    eval_interval: int = 100
-    save_interval: int = 0          # 0: save only at evaluations
-    eval_iters: int = 20
-    log_interval: int = 10
-    val_frac: float = 0.1
-    seed: int = 1337
-    data: Optional[str] = None     # the training text; None: the built-in sample
+    steps: int = setting(600, "total optimizer steps of the run")
+    batch_size: int = setting(16, "sequences per micro-batch")
+    lr: float = setting(LR, "peak learning rate, reached after warmup")
+    min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
+    warmup_steps: int = setting(50, "steps of linear warmup from 0 to --lr")
+    weight_decay: float = setting(WEIGHT_DECAY, "AdamW decoupled weight decay (matrices and embeddings only)")
+    beta1: float = setting(BETAS[0], "AdamW beta1")
+    beta2: float = setting(BETAS[1], "AdamW beta2")
+    adam_eps: float = setting(EPS, "AdamW epsilon")
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this value (0 turns clipping off)")
+    grad_accum: int = setting(1, "micro-batches averaged per optimizer step")
+    eval_interval: int = setting(100, "evaluate and checkpoint every this many steps")
+    save_interval: int = setting(0, "also checkpoint every this many steps between evaluations (0: off)")
+    eval_iters: int = setting(20, "batches averaged per evaluation")
+    log_interval: int = setting(10, "log a line every this many steps")
+    val_frac: float = setting(0.1, "fraction of the data (its end) held out for validation")
+    seed: int = setting(1337, "random seed (initialisation, batches, dropout)")
+    data: Optional[str] = setting(None, "training text (any file: read as raw bytes); "
+                                        "default: the built-in Shakespeare sample")
 
     def __post_init__(self):
         for name in COUNTS:
@@ -55,6 +61,25 @@ class TrainSettings:
             value = getattr(self, name)
             if not ok or not math.isfinite(value):
                 raise InvalidSetting(name, f"{rule}, not {value}")
+
+    def lr_at(self, step):
+        """The learning rate of optimizer step ``step`` (0-based) on this run's schedule."""
+        return lr_at(step, self.steps, self.lr, self.min_lr, self.warmup_steps)
+
+    def resume_warning(self, saved_steps, step):
+        """The warning line when these settings resume, at ``step``, a run saved with ``saved_steps``
+        total steps (None when they are the same): the cosine schedule ends at the last step, so
+        another --steps moves the learning rate.  The run goes on; it is only not the run it was."""
+        if not is_int(saved_steps) or saved_steps == self.steps:
+            return None
+        before = lr_at(step, saved_steps, self.lr, self.min_lr, self.warmup_steps)
+        after = self.lr_at(step)
+        schedule = f"{'stretched' if self.steps > saved_steps else 'shrunk'} to {self.steps} steps"
+        change = (f"the learning rate jumps from {before:.2e} to {after:.2e} (the cosine schedule is {schedule})"
+                  if after != before else
+                  f"the learning rate ({after:.2e}) is unchanged in warmup; the cosine schedule after it is {schedule}")
+        return (f"warning: --steps {self.steps} differs from the checkpoint's {saved_steps}: "
+                f"resuming at step {step}, {change}")
 
     def to_dict(self):
         return asdict(self)

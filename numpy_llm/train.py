@@ -8,10 +8,11 @@ One optimizer step (``train_step``):
     norm = clip_grads_on_device(grads, grad_clip)   (pre-clip global norm, logged)
     optimizer.step(params, grads, lr_at(step))      (AdamW, in place)
 
-Every eval_interval steps (and at the end) the mean train and validation losses over
-eval_iters batches are measured without gradient work, and the checkpoint is saved
-(plus ``<name>.best.npz`` when validation improves).  Metrics also go, one JSON
-object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
+The mean train and validation losses over eval_iters batches are measured without gradient
+work before the first step of a new run (the starting point of the loss curves: logged and
+recorded only, nothing is saved), and every eval_interval steps and at the end, where the
+checkpoint is saved too (plus ``<name>.best.npz`` when validation improves).  Metrics also go,
+one JSON object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
 
 The loop runs on a *runner* (runner.py), which decides how each batch is executed (threads
 over the cores, and processes over machines: distributed.py).  With several processes every
@@ -32,7 +33,7 @@ import numpy as np
 from .checkpoint import atomic_write, companion_path, save_run
 from .data import get_batch
 from .errors import TrainingError
-from .optim import clip_grads_on_device, lr_at
+from .optim import clip_grads_on_device
 from .stopping import StopRequest
 
 
@@ -57,7 +58,7 @@ def train_step(runner, optimizer, train_data, settings, step, rng):
             g *= 1.0 / settings.grad_accum
     loss = total_loss / settings.grad_accum
     norm = clip_grads_on_device(total_grads, settings.grad_clip)
-    lr = lr_at(step, settings.steps, settings.lr, settings.min_lr, settings.warmup_steps)
+    lr = settings.lr_at(step)
     optimizer.step(model.params, total_grads, lr)
     return loss, norm, lr
 
@@ -134,14 +135,30 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
         if path == ckpt_path:
             last_saved[0] = state.step
 
+    evaluate_first = state.step == 0              # the curves' starting point, before any step
     if writer:
-        writing(metrics_path, lambda: trim_metrics(metrics_path, state.step))
+        first_record = 0 if evaluate_first else state.step + 1
+        writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
     metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else contextlib.nullcontext()
     with metrics_file as metrics, StopRequest() as stop:
         def record(**fields):
             if writer:
                 writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
 
+        def evaluate():
+            """(train loss, val loss) at this step, recorded; every rank takes part."""
+            seed = settings.seed + state.step
+            train_loss = estimate_loss(runner, train_data, settings, seed)
+            val_loss = estimate_loss(runner, val_data, settings, seed)
+            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss)
+            return train_loss, val_loss
+
+        # Step 0 is logged and recorded only: nothing is trained yet, so no checkpoint and no best
+        # (best tracking starts at the first trained evaluation); no replica check either, every
+        # rank holds the parameters rank 0 sent.
+        if evaluate_first:
+            log(eval_line(state.step, *evaluate()))
+            interval_start = run_start = time.perf_counter()
         while state.step < end:
             if runner.any_rank(stop.requested):
                 save()
@@ -170,17 +187,14 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                     runner.check_replicas(model.params, state.step)
                 except TrainingError as exc:
                     raise TrainingError(f"{exc}; {last_good()}") from None
-                seed = settings.seed + state.step
-                train_loss = estimate_loss(runner, train_data, settings, seed)
-                state.val_loss = estimate_loss(runner, val_data, settings, seed)
+                train_loss, state.val_loss = evaluate()
                 improved = state.val_loss < state.best_val_loss
                 state.best_val_loss = min(state.best_val_loss, state.val_loss)
-                record(kind="eval", step=state.step, train_loss=train_loss, val_loss=state.val_loss)
                 if improved:                      # the best first: the checkpoint never names a best not on disk
                     save(companion_path(ckpt_path, ".best.npz"))
                 save()
-                log(f"eval step {state.step}: train loss {train_loss:.4f} | val loss {state.val_loss:.4f} "
-                    f"({state.val_loss / math.log(2):.3f} bits/byte){' (best)' if improved else ''} | saved {ckpt_path}")
+                log(f"{eval_line(state.step, train_loss, state.val_loss)}{' (best)' if improved else ''} "
+                    f"| saved {ckpt_path}")
                 interval_start = time.perf_counter()
             elif settings.save_interval and state.step % settings.save_interval == 0:
                 save()
@@ -189,13 +203,20 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     return "done"
 
 
-def trim_metrics(metrics_path, step):
-    """Drop the records of steps after ``step`` (a resumed run redoes them: each step is logged once)."""
+def eval_line(step, train_loss, val_loss):
+    """The log line of an evaluation: both losses in nats per byte, validation also in bits."""
+    return (f"eval step {step}: train loss {train_loss:.4f} | val loss {val_loss:.4f} "
+            f"({val_loss / math.log(2):.3f} bits/byte)")
+
+
+def trim_metrics(metrics_path, first_step):
+    """Drop the records of step ``first_step`` on: the run about to start writes them again (a
+    resumed run redoes the steps after its checkpoint's), so each step is logged once."""
     if not os.path.exists(metrics_path):
         return
     with open(metrics_path) as f:
         lines = f.readlines()
-    kept = [line for line in lines if _record_step(line) <= step]
+    kept = [line for line in lines if _record_step(line) < first_step]
     if len(kept) != len(lines):
         atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
 

@@ -17,13 +17,14 @@ import pytest
 import numpy_llm.commands.train as train_command
 import numpy_llm.train as train_module
 from numpy_llm.backend import Backend
-from numpy_llm.checkpoint import load_checkpoint
+from numpy_llm.checkpoint import load_checkpoint, new_run
 from numpy_llm.cli import main
+from numpy_llm.data import open_corpus, split_train_val
 from numpy_llm.model import ModelConfig, TinyTransformerLM
-from numpy_llm.optim import AdamW
+from numpy_llm.optim import LR, AdamW, lr_at
 from numpy_llm.runner import ThreadRunner
 from numpy_llm.settings import TrainSettings
-from numpy_llm.train import train_step
+from numpy_llm.train import run_training, train_step
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
@@ -70,8 +71,42 @@ def test_train_writes_checkpoints_metrics_and_logs(tmp_path, capsys):
     assert meta["step"] == 6 and meta["model"]["n_embd"] == 16
     assert os.path.exists(tmp_path / "ckpt.best.npz")
     lines = [json.loads(l) for l in open(tmp_path / "ckpt.metrics.jsonl")]
-    assert [l["step"] for l in lines if l["kind"] == "eval"] == [3, 6]
+    assert [l["step"] for l in lines if l["kind"] == "eval"] == [0, 3, 6]
     assert all(np.isfinite(l["loss"]) for l in lines if l["kind"] == "train")
+
+
+def test_a_new_run_evaluates_at_step_0_and_saves_nothing_then(tmp_path, monkeypatch, capsys):
+    """The curves start at the untrained model's loss, about ln 256; no checkpoint, no best at step 0."""
+    saved = []
+    real = train_module.save_run
+    monkeypatch.setattr(train_module, "save_run", lambda path, run: (saved.append(run.state.step), real(path, run)))
+    assert train(tmp_path, "--steps", "4", "--eval-interval", "2") == 0
+    first_eval = next(json.loads(l) for l in open(tmp_path / "ckpt.metrics.jsonl") if '"eval"' in l)
+    assert first_eval["step"] == 0
+    assert abs(first_eval["train_loss"] - np.log(256)) < 0.1 and abs(first_eval["val_loss"] - np.log(256)) < 0.1
+    err = capsys.readouterr().err.splitlines()
+    line = next(l for l in err if l.startswith("eval step "))
+    assert line == (f"eval step 0: train loss {first_eval['train_loss']:.4f} | val loss {first_eval['val_loss']:.4f} "
+                    f"({first_eval['val_loss'] / np.log(2):.3f} bits/byte)")
+    assert err.index(line) < next(i for i, l in enumerate(err) if l.startswith("step 1/"))
+    assert 0 not in saved and saved[0] == 2
+    assert "(best)" in next(l for l in err if l.startswith("eval step 2:"))
+
+
+def test_the_step_0_evaluation_leaves_the_training_steps_unchanged(tmp_path):
+    """The losses run_training records equal train_step's on an identical run that never evaluates."""
+    config = ModelConfig(block_size=16, n_layer=1, n_head=2, n_embd=16)
+    settings = TrainSettings(steps=4, batch_size=4, eval_iters=2, log_interval=1, eval_interval=100)
+    train_data, val_data = split_train_val(open_corpus(None), settings.val_frac, config.block_size)
+    evaluated, plain = (new_run(config, settings, Backend("numpy", "float32")) for _ in range(2))
+    run_training(evaluated, ThreadRunner(evaluated.model, 1), train_data, val_data, str(tmp_path / "ckpt.npz"),
+                 log=lambda line: None)
+    records = [json.loads(l) for l in open(tmp_path / "ckpt.metrics.jsonl")]
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [0, 4]
+    runner = ThreadRunner(plain.model, 1)
+    expected = [float(train_step(runner, plain.optimizer, train_data, settings, step, plain.rng)[0])
+                for step in range(settings.steps)]
+    assert [r["loss"] for r in records if r["kind"] == "train"] == expected
 
 
 @pytest.mark.parametrize("extra", [["--workers", "1"], ["--workers", "2"], ["--workers", "2", "--dropout", "0.1"]],
@@ -260,6 +295,30 @@ def test_a_second_ctrl_c_aborts_with_one_line_and_exit_130(tmp_path, monkeypatch
     assert "aborted" in err and "Traceback" not in err
 
 
+def test_resuming_with_other_steps_warns_that_the_learning_rate_jumps_and_goes_on(tmp_path, capsys):
+    assert train(tmp_path, "--steps", "4", "--warmup-steps", "1", "--eval-interval", "100") == 0
+    capsys.readouterr()
+    assert train(tmp_path, "--resume", "--steps", "8") == 0
+    before, after = lr_at(4, 4, LR, 1e-4, 1), lr_at(4, 8, LR, 1e-4, 1)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: --steps 8 differs from the checkpoint's 4: resuming at step 4, the learning "
+                        f"rate jumps from {before:.2e} to {after:.2e} (the cosine schedule is stretched to 8 steps)"]
+    assert params_of(tmp_path / "ckpt.npz")[1]["step"] == 8
+
+
+def test_the_resume_warning_compares_the_two_schedules_at_the_resume_step():
+    settings = TrainSettings(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=50)
+    assert settings.resume_warning(600, 300) is None                  # the same schedule
+    assert settings.resume_warning(None, 300) is None                 # a checkpoint that does not say
+    assert settings.resume_warning(300, 300) == (
+        "warning: --steps 600 differs from the checkpoint's 300: resuming at step 300, the learning rate "
+        "jumps from 1.00e-04 to 6.13e-04 (the cosine schedule is stretched to 600 steps)")
+    assert "(the cosine schedule is shrunk to 600 steps)" in settings.resume_warning(1000, 300)
+    assert settings.resume_warning(300, 20).endswith(
+        "resuming at step 20, the learning rate (4.20e-04) is unchanged in warmup; the cosine schedule after it "
+        "is stretched to 600 steps")
+
+
 def test_resume_past_the_end_says_which_step(tmp_path, capsys):
     assert train(tmp_path, "--steps", "3") == 0
     capsys.readouterr()
@@ -334,6 +393,17 @@ def test_resume_logs_each_step_once(tmp_path):
     assert train(tmp_path, "--resume", "--steps", "6") == 0
     steps = [json.loads(line)["step"] for line in open(metrics) if '"train"' in line]
     assert steps == sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["step"] for line in open(metrics) if '"eval"' in line] == [0, 3, 6]
+
+
+def test_a_run_resumed_at_step_0_evaluates_step_0_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_command, "run_training", functools.partial(train_module.run_training, stop_at=0))
+    assert train(tmp_path, "--steps", "2") == 0
+    assert params_of(tmp_path / "ckpt.npz")[1]["step"] == 0
+    monkeypatch.setattr(train_command, "run_training", train_module.run_training)
+    assert train(tmp_path, "--resume") == 0
+    evals = [json.loads(line)["step"] for line in open(tmp_path / "ckpt.metrics.jsonl") if '"eval"' in line]
+    assert evals == [0, 2]
 
 
 def test_save_interval_checkpoints_between_evaluations(tmp_path, monkeypatch):

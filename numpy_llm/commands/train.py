@@ -14,7 +14,8 @@ import numpy as np
 
 from ..backend import Backend
 from ..blas import set_blas_threads
-from ..checkpoint import check_writable, companion_path, load_run, new_run, read_checkpoint, run_bytes, run_from_record
+from ..checkpoint import (check_writable, companion_path, load_checkpoint, new_run, read_checkpoint, run_bytes,
+                          run_from_record)
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
@@ -30,31 +31,16 @@ from .options import add_array_module_flags, array_module_name
 
 MODEL_FLAGS = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
 TRAIN_DEFAULTS = TrainSettings().to_dict()
-HELP = {
-    "data": "training text (any file: read as raw bytes); default: the built-in Shakespeare sample",
-    "steps": "total optimizer steps of the run",
-    "batch_size": "sequences per micro-batch",
+MODEL_HELP = {
     "block_size": "context length in bytes",
     "n_layer": "transformer blocks",
     "n_head": "attention heads per block (must divide --n-embd)",
     "n_embd": "model width C",
     "dropout": "dropout probability (0 turns it off)",
-    "lr": "peak learning rate, reached after warmup",
-    "min_lr": "learning rate at the end of the cosine decay",
-    "warmup_steps": "steps of linear warmup from 0 to --lr",
-    "weight_decay": "AdamW decoupled weight decay (matrices and embeddings only)",
-    "beta1": "AdamW beta1",
-    "beta2": "AdamW beta2",
-    "adam_eps": "AdamW epsilon",
-    "grad_clip": "clip the global gradient norm to this value (0 turns clipping off)",
-    "grad_accum": "micro-batches averaged per optimizer step",
-    "eval_interval": "evaluate and checkpoint every this many steps",
-    "save_interval": "also checkpoint every this many steps between evaluations (0: off)",
-    "eval_iters": "batches averaged per evaluation",
-    "log_interval": "log a line every this many steps",
-    "val_frac": "fraction of the data (its end) held out for validation",
-    "seed": "random seed (initialisation, batches, dropout)",
 }
+HELP = {**MODEL_HELP, **{f.name: f.metadata["help"] for f in fields(TrainSettings)}}
+
+
 def configure(parser):
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = ("Train a byte-level GPT. Logs go to stderr, the final sample to stdout. "
@@ -213,7 +199,8 @@ def _new_run(args, given, xp_name):
 
 
 def _resumed_run(args, given, xp_name):
-    run = load_run(args.ckpt, xp_name, given.get("dtype"), _pick(given, TRAIN_DEFAULTS))
+    arrays, meta = load_checkpoint(args.ckpt)
+    run = run_from_record(arrays, meta, args.ckpt, xp_name, given.get("dtype"), _pick(given, TRAIN_DEFAULTS))
     for name, value in _pick(given, MODEL_FLAGS).items():
         if value != getattr(run.model.config, name):
             raise UsageError(f"--{name.replace('_', '-')} {value} does not match the checkpoint's "
@@ -221,6 +208,9 @@ def _resumed_run(args, given, xp_name):
     if run.state.step >= run.settings.steps:
         raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
                          f"{run.state.step} (it is {run.settings.steps})")
+    warning = run.settings.resume_warning(meta.get("train", {}).get("steps"), run.state.step)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     return run
 
 

@@ -18,8 +18,9 @@ The loop runs on a *runner* (runner.py), which decides how each batch is execute
 over the cores, and processes over machines: distributed.py).  With several processes every
 rank runs this loop in step with the others; only rank 0 logs, records metrics and writes
 checkpoints, a stop signal that reaches any rank stops them all after the same step, and
-every evaluation checks that the ranks' parameters are still identical.  The run itself (model, AdamW, settings, generator, step) is a
-checkpoint.Run, saved with checkpoint.save_run.
+every evaluation after a step checks that the ranks' parameters are still identical.  The run
+itself (model, AdamW, settings, generator, step) is a checkpoint.Run, saved with
+checkpoint.save_run.
 """
 import contextlib
 import json

@@ -31,6 +31,12 @@ from .variants import NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK
 
 EVALS = 20              # evaluations after step 0, evenly spaced
 PROBE_ROWS = 8          # validation sequences the attention probe reads
+LOG_TICKS = (1, 2, 3, 5, 10, 20, 50, 100)     # loss ticks of a logarithmic axis
+PANELS = {              # the second panel an experiment may ask for
+    "attention": dict(ylabel="mean largest attention probability", ylim=(0, 1.02),
+                      title="softmax saturation (1: each query reads one key)"),
+    "gap": dict(ylabel="validation loss - train loss", title="the generalisation gap"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class Experiment:
     settings: TrainSettings
     baseline: Arm
     variant: Arm
-    probe: bool = False                     # also measure the mean largest attention probability
+    panel: Optional[str] = None             # a second panel: one of PANELS
 
 
 @dataclass
@@ -69,34 +75,35 @@ class Curve:
 EXPERIMENTS = {e.name: e for e in (
     Experiment("no-scale", "attention scores with and without the 1/sqrt(hs) scale",
                "docs/06-single-head-attention.md",
-               ModelConfig(block_size=64, n_layer=2, n_head=1, n_embd=128),
-               TrainSettings(steps=500, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
-               Arm("q k^T / sqrt(hs) (GPT-2)"), Arm("q k^T (no scale)", block=NO_SCALE_BLOCK), probe=True),
+               ModelConfig(block_size=64, n_layer=2, n_head=1, n_embd=128),          # one head of size 128
+               TrainSettings(steps=300, batch_size=16, lr=3e-3, warmup_steps=20, eval_iters=8),
+               Arm("q k^T / sqrt(hs) (GPT-2)"), Arm("q k^T (no scale)", block=NO_SCALE_BLOCK), panel="attention"),
     Experiment("init-std", "initial weights ~ N(0, 0.02) (GPT-2) or N(0, 1)",
                "docs/11-full-model-and-weight-tying.md",
                ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),
-               TrainSettings(steps=500, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
+               TrainSettings(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
                Arm("std 0.02 (GPT-2)"), Arm("std 1.0", init_std=1.0)),
-    Experiment("warmup", "a high learning rate with and without warmup",
+    Experiment("warmup", "a high learning rate (1e-2) with and without warmup",
                "docs/13-adamw-and-clipping.md",
                ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),
-               TrainSettings(steps=500, batch_size=16, lr=1e-2, warmup_steps=100, eval_iters=8),
+               TrainSettings(steps=300, batch_size=16, lr=1e-2, warmup_steps=100, eval_iters=8),
                Arm("warmup 100 steps"), Arm("no warmup", warmup_steps=0)),
-    Experiment("post-ln", "LayerNorm before each sublayer (pre-LN, GPT-2) or after each addition (post-LN)",
+    Experiment("post-ln", "pre-LN (GPT-2) against post-LN blocks, 6 deep, no warmup",
                "docs/10-transformer-block.md",
                ModelConfig(block_size=64, n_layer=6, n_head=2, n_embd=64),
-               TrainSettings(steps=500, batch_size=16, lr=3e-3, warmup_steps=0, eval_iters=8),
-               Arm("pre-LN (GPT-2)"), Arm("post-LN (exercises/post_ln_block.py)", block=None)),
-    Experiment("no-residual", "transformer blocks with and without their residual connections",
+               TrainSettings(steps=300, batch_size=16, lr=3e-3, warmup_steps=0, eval_iters=8),
+               Arm("pre-LN (GPT-2)"), Arm("post-LN (your exercise)", block=None)),
+    Experiment("no-residual", "8 blocks with and without their residual connections",
                "docs/10-transformer-block.md",
                ModelConfig(block_size=64, n_layer=8, n_head=2, n_embd=64),
-               TrainSettings(steps=500, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
+               TrainSettings(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
                Arm("with residuals (GPT-2)"), Arm("no residuals", block=NO_RESIDUAL_BLOCK)),
-    Experiment("dropout", "overfitting the 60 KB sample, and dropout against it",
+    Experiment("dropout", "overfitting half of the 60 KB sample, and dropout against it",
                "docs/14-training-loop.md",
-               ModelConfig(block_size=64, n_layer=4, n_head=4, n_embd=128),
-               TrainSettings(steps=800, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
-               Arm("dropout 0"), Arm("dropout 0.2", dropout=0.2)),
+               ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),     # 30 KB to train on, no decay
+               TrainSettings(steps=1000, batch_size=16, lr=3e-3, warmup_steps=20, eval_iters=8,
+                             weight_decay=0.0, val_frac=0.5),
+               Arm("dropout 0"), Arm("dropout 0.1", dropout=0.1), panel="gap"),
 )}
 
 
@@ -147,9 +154,9 @@ def train_arm(experiment, arm, block, settings, train_data, val_data, workers, l
     log(f"{experiment.name}: training {arm.label} ({model.num_params():,} parameters, {settings.steps} steps)")
     for step in range(settings.steps + 1):
         if step % settings.eval_interval == 0 or step == settings.steps:
-            evaluate(curve, runner, step, train_data, val_data, settings, experiment.probe)
+            evaluate(curve, runner, step, train_data, val_data, settings, experiment.panel == "attention")
             log(f"  step {step}/{settings.steps}: train {curve.train[-1]:.4f} | val {curve.val[-1]:.4f}"
-                + (f" | attention peak {curve.attention_peak[-1]:.3f}" if experiment.probe else ""))
+                + (f" | attention peak {curve.attention_peak[-1]:.3f}" if curve.attention_peak else ""))
         if step == settings.steps:
             break
         loss, norm, _ = train_step(runner, optimizer, train_data, settings, step, rng)
@@ -194,23 +201,31 @@ def save_curves(path, experiment, settings, curves):
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def draw(path, title, curves, probe):
-    """Both arms on one picture: validation loss solid, train loss dashed, ln 256 dotted; with
-    ``probe`` a second panel shows the attention peak at each evaluation."""
+def draw(path, title, curves, panel=None):
+    """Both arms on one picture: validation loss solid, train loss dashed, ln 256 dotted; a
+    logarithmic loss axis when a loss exceeds twice ln 256 (an arm that starts far above it).
+    ``panel`` (a name in PANELS) adds a second panel: the attention peak at each evaluation, or
+    the gap between validation and train loss."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2 if probe else 1, figsize=(12 if probe else 7.5, 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if panel else 1, figsize=(12.5 if panel else 7.5, 4.5), squeeze=False)
     loss_ax = axes[0][0]
     for curve, color in zip(curves, ("tab:blue", "tab:red")):
         loss_ax.plot(curve.steps, curve.val, "-", color=color, linewidth=2, label=f"{curve.label}: validation")
         loss_ax.plot(curve.steps, curve.train, "--", color=color, linewidth=1.2, alpha=0.7,
                      label=f"{curve.label}: train")
-        if probe:
-            axes[0][1].plot(curve.steps, curve.attention_peak, "-", color=color, linewidth=2, label=curve.label)
+        if panel:
+            second = curve.attention_peak if panel == "attention" else np.subtract(curve.val, curve.train)
+            axes[0][1].plot(curve.steps, second, "-", color=color, linewidth=2, label=curve.label)
     loss_ax.axhline(math.log(256), color="grey", linestyle=":", linewidth=1, label="uniform guess, ln 256")
     loss_ax.set(xlabel="step", ylabel="loss (nats/byte)", title=title)
-    if probe:
-        axes[0][1].set(xlabel="step", ylabel="mean largest attention probability", ylim=(0, 1.02),
-                       title="softmax saturation (1 = each query sees one key)")
+    losses = [loss for curve in curves for loss in curve.train + curve.val if math.isfinite(loss)]
+    if max(losses) > 2 * math.log(256):
+        ticks = [tick for tick in LOG_TICKS if min(losses) <= tick <= max(losses)]
+        loss_ax.set_yscale("log")
+        loss_ax.set_yticks(ticks, [str(tick) for tick in ticks])
+        loss_ax.tick_params(axis="y", which="minor", labelleft=False)
+    if panel:
+        axes[0][1].set(xlabel="step", **PANELS[panel])
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -186,13 +186,13 @@ def test_every_experiment_runs_end_to_end(name, tmp_path):
     for curve in curves:
         assert curve.steps == [0, 1, 2, 3] and curve.diverged_at is None
         assert all(math.isfinite(v) for v in curve.train + curve.val)
-        assert len(curve.attention_peak) == (4 if experiment.probe else 0)
+        assert len(curve.attention_peak) == (4 if experiment.panel == "attention" else 0)
     if experiment.variant.block is GPT2_BLOCK and experiment.variant.init_std == experiment.baseline.init_std:
         assert curves[0].val[0] == curves[1].val[0] and curves[0].train[0] == curves[1].train[0]
     save_curves(tmp_path / "c.json", experiment, settings, curves)
     assert json.loads((tmp_path / "c.json").read_text())["arms"][1]["val"] == curves[1].val
     pytest.importorskip("matplotlib")
-    assert os.path.getsize(draw(tmp_path / "c.png", name, curves, experiment.probe)) > 0
+    assert os.path.getsize(draw(tmp_path / "c.png", name, curves, experiment.panel)) > 0
 
 
 def test_dropout_does_not_move_the_batches():
@@ -222,7 +222,8 @@ def test_list_names_every_experiment():
 
 
 @pytest.mark.parametrize("args", [["nope"], [], ["no-scale", "--workers", "0"], ["no-scale", "--steps", "0"],
-                                  ["no-scale", "--data", "missing.txt"], ["post-ln"]])
+                                  ["no-scale", "--data", "missing.txt"], ["no-scale", "--out", "curves.json"],
+                                  ["post-ln"]])
 def test_bad_input_is_one_line_and_exit_2(args):
     result = experiment_command(*args)
     assert result.returncode == 2 and result.stdout == ""
@@ -238,3 +239,29 @@ def test_post_ln_trains_the_learners_solved_block(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"picture: {out}" in result.stdout and "post-LN" in result.stdout
     assert out.stat().st_size > 0 and json.loads(out.with_suffix(".json").read_text())["experiment"] == "post-ln"
+
+
+# --- the full-size runs: what each chapter says its picture shows ---------------------------------------
+
+def final_gap(curve):
+    return curve.val[-1] - curve.train[-1]
+
+
+CLAIMS = {
+    "no-scale": lambda gpt2, variant: (variant.val[-1] > gpt2.val[-1] + 0.1
+                                       and variant.attention_peak[-1] > gpt2.attention_peak[-1] + 0.2),
+    "init-std": lambda gpt2, variant: variant.val[0] > 4 * math.log(256) and variant.val[-1] > gpt2.val[-1] + 0.5,
+    "warmup": lambda gpt2, variant: variant.val[-1] > gpt2.val[-1] + 0.3,
+    "post-ln": lambda gpt2, variant: variant.val[-1] > gpt2.val[-1] + 0.3,
+    "no-residual": lambda gpt2, variant: variant.val[-1] > gpt2.val[-1] + 0.3,
+    "dropout": lambda gpt2, variant: final_gap(gpt2) > final_gap(variant) + 0.1 and variant.val[-1] < gpt2.val[-1],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_the_full_size_experiment_shows_what_its_chapter_says(name, tmp_path):
+    experiment = EXPERIMENTS[name]
+    learner = solved_post_ln_block(tmp_path) if experiment.variant.block is None else None
+    _, (gpt2, variant) = run_experiment(experiment, workers=2, learner_block=learner, log=lambda line: None)
+    assert CLAIMS[name](gpt2, variant), (gpt2, variant)

@@ -26,7 +26,8 @@ def configure(parser):
     parser.add_argument("name", nargs="?", metavar="NAME", help=f"the experiment: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--list", action="store_true", help="list the experiments and what each shows")
     parser.add_argument("--out", default=None,
-                        help="the picture's path; the curves go beside it as .json (default: runs/experiments/NAME.png)")
+                        help="the picture's path; the curves go beside it as .json "
+                             "(default: runs/experiments/NAME.png)")
     parser.add_argument("--steps", type=int, default=None,
                         help="optimizer steps of each arm (default: the experiment's, shown by --list)")
     parser.add_argument("--data", default=None,
@@ -60,14 +61,16 @@ def run(args):
     block = learner_block(args.block) if experiment.variant.block is None else None
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
-    draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.probe)
+    draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
     print_table(experiment, settings, curves)
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
 
 
 def prepare_folder(out):
-    """Make the picture's folder; UsageError if it cannot be made or the path is a folder."""
+    """Make the picture's folder; UsageError if it cannot be made, or the path is a folder or a .json."""
+    if os.path.splitext(out)[1].lower() == ".json":
+        raise UsageError(f"--out {out} is the picture, and its curves go beside it as .json: give a .png path")
     if os.path.isdir(out):
         raise UsageError(f"--out {out} is a folder; give a file path such as {os.path.join(out, 'picture.png')}")
     try:
@@ -94,11 +97,11 @@ def learner_block(path):
 def print_table(experiment, settings, curves):
     """The numbers of the picture: each arm's loss at step 0 and at its last evaluation."""
     print(f"{experiment.name}: {experiment.title} ({experiment.chapter}), {settings.steps} steps")
-    probe = "  attention peak" if experiment.probe else ""
+    probe = "  attention peak" if experiment.panel == "attention" else ""
     width = max(len(curve.label) for curve in curves) + 2
     print(f"{'arm':<{width}}{'val @ 0':>9}{'train':>9}{'val':>9}{'best val':>10}{probe}")
     for curve in curves:
-        peak = f"{curve.attention_peak[-1]:>16.3f}" if experiment.probe else ""
+        peak = f"{curve.attention_peak[-1]:>16.3f}" if curve.attention_peak else ""
         diverged = f"  (diverged at step {curve.diverged_at})" if curve.diverged_at is not None else ""
         print(f"{curve.label:<{width}}{curve.val[0]:>9.3f}{curve.train[-1]:>9.3f}{curve.val[-1]:>9.3f}"
               f"{min(curve.val):>10.3f}{peak}{diverged}")

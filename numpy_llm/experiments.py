@@ -98,11 +98,11 @@ EXPERIMENTS = {e.name: e for e in (
                ModelConfig(block_size=64, n_layer=8, n_head=2, n_embd=64),
                TrainSettings(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),
                Arm("with residuals (GPT-2)"), Arm("no residuals", block=NO_RESIDUAL_BLOCK)),
-    Experiment("dropout", "overfitting half of the 60 KB sample, and dropout against it",
+    Experiment("dropout", "overfitting a quarter of the 60 KB sample, and dropout against it",
                "docs/14-training-loop.md",
-               ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),     # 30 KB to train on, no decay
-               TrainSettings(steps=1000, batch_size=16, lr=3e-3, warmup_steps=20, eval_iters=8,
-                             weight_decay=0.0, val_frac=0.5),
+               ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),     # 15 KB to train on, no decay
+               TrainSettings(steps=500, batch_size=16, lr=3e-3, warmup_steps=20, eval_iters=8,
+                             weight_decay=0.0, val_frac=0.75),
                Arm("dropout 0"), Arm("dropout 0.1", dropout=0.1), panel="gap"),
 )}
 

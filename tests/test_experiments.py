@@ -14,13 +14,12 @@ import pytest
 from gradcheck import TOLERANCE, check_gradients, check_layer
 from numpy_llm.backend import Backend
 from numpy_llm.experiments import EXPERIMENTS, Arm, ArmRunner, draw, run_experiment, save_curves
-from numpy_llm.layers.attention import causal_mask, merge_heads, softmax, split_heads
+from numpy_llm.layers.attention import causal_mask, merge_heads, self_attention_forward, softmax, split_heads
 from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
 from numpy_llm.layers.layernorm import layernorm_forward
 from numpy_llm.layers.mlp import mlp_forward
 from numpy_llm.model import GPT2_BLOCK, ModelConfig, TinyTransformerLM, init_params, model_forward
-from numpy_llm.variants import (NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK, exercise_block, no_residual_block_forward,
-                                no_scale_block_backward, no_scale_block_forward)
+from numpy_llm.variants import NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK, no_residual_block_forward, no_scale_block_forward
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUB = os.path.join(ROOT, "exercises", "post_ln_block.py")
@@ -123,15 +122,17 @@ def test_no_scale_is_attention_with_scale_one():
     assert np.allclose(arrays["attn.w_qkv"], block_inputs()["attn.w_qkv"], rtol=0, atol=0)   # params untouched
 
 
-def test_no_residual_is_the_block_minus_its_inputs():
-    """Without dropout, GPT-2's block is x + attn(...) + mlp(...): the variant's two sublayers, plus x."""
-    arrays = block_inputs()
-    x = arrays.pop("x")
-    x1 = no_residual_block_forward(x, {**arrays, "mlp.w_proj": 0 * arrays["mlp.w_proj"],
-                                       "mlp.b_proj": 0 * arrays["mlp.b_proj"]}, N_HEAD)[0]
-    assert np.allclose(x1, 0.0)
-    out, _ = no_residual_block_forward(x, arrays, N_HEAD)
-    assert out.shape == x.shape and np.all(np.isfinite(out))
+def test_no_residual_is_the_two_sublayers_one_after_the_other():
+    """x1 = attn(ln_1(x)); out = mlp(ln_2(x1)): nothing of x is added back."""
+    p = block_inputs()
+    x = p.pop("x")
+    h1, _ = layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
+    x1, _ = self_attention_forward(h1, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"], p["attn.b_proj"], N_HEAD)
+    h2, _ = layernorm_forward(x1, p["ln_2.gamma"], p["ln_2.beta"])
+    expected, _ = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
+    out, _ = no_residual_block_forward(x, p, N_HEAD)
+    assert np.allclose(out, expected, rtol=1e-12, atol=1e-12)
+    assert not np.allclose(out, block_forward(x, p, N_HEAD)[0] - x)
 
 
 # --- the model's block seam and init std ------------------------------------------------------------

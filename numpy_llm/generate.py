@@ -23,7 +23,7 @@ def last_logits(model, context_ids, kv_cache=None):
 
     With a kv_cache, context_ids are only the positions not yet in the cache."""
     idx = model.backend.asarray(context_ids[None, :], dtype="int64")
-    logits, _ = model_forward(model.params, model.config, idx, kv_cache=kv_cache)
+    logits, _ = model_forward(model.params, model.config, idx, kv_cache=kv_cache, block=model.block)
     return to_numpy(logits[0, -1])
 
 

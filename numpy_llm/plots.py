@@ -67,7 +67,7 @@ def read_metrics(metrics_path):
                     metrics.lrs.append((int(record["step"]), float(record["lr"])))
             elif record.get("kind") == "eval":
                 metrics.evals.append((int(record["step"]), float(record["train_loss"]), float(record["val_loss"])))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise UsageError(f"{metrics_path} line {number} lacks a usable field ({exc})") from None
     if not metrics.train and not metrics.evals:
         raise UsageError(f"{metrics_path} holds no train or eval records")
@@ -160,7 +160,7 @@ def attention_maps(model, prompt_ids):
     """
     ids = crop_prompt(prompt_ids, model.config.block_size)
     idx = model.backend.asarray(ids[None, :], dtype="int64")
-    _, cache = model_forward(model.params, model.config, idx)
+    _, cache = model_forward(model.params, model.config, idx, block=model.block)
     maps = [to_numpy(block.attn.attention.probs)[0] for block in cache.blocks]   # each (H, T, T)
     return np.stack(maps).astype(np.float64)
 

@@ -10,6 +10,7 @@ from .optim import BETAS, EPS, LR, WEIGHT_DECAY, lr_at
 
 POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
 COUNTS = POSITIVE_INTS + ("warmup_steps", "save_interval", "seed")       # whole numbers
+SCHEDULE = ("steps", "lr", "min_lr", "warmup_steps")                      # what lr_at depends on
 
 
 def setting(default, help_text):
@@ -66,20 +67,20 @@ class TrainSettings:
         """The learning rate of optimizer step ``step`` (0-based) on this run's schedule."""
         return lr_at(step, self.steps, self.lr, self.min_lr, self.warmup_steps)
 
-    def resume_warning(self, saved_steps, step):
-        """The warning line when these settings resume, at ``step``, a run saved with ``saved_steps``
-        total steps (None when they are the same): the cosine schedule ends at the last step, so
-        another --steps moves the learning rate.  The run goes on; it is only not the run it was."""
-        if not is_int(saved_steps) or saved_steps == self.steps:
+    def resume_warning(self, saved, step):
+        """The warning line when these settings resume, at ``step``, a run saved with the settings
+        ``saved`` (None when its learning-rate schedule is the same): the rate of every step follows
+        from SCHEDULE, so another value of one of them moves it.  The run goes on; it is only not
+        the run it was."""
+        changed = [name for name in SCHEDULE if getattr(saved, name) != getattr(self, name)]
+        if not changed:
             return None
-        before = lr_at(step, saved_steps, self.lr, self.min_lr, self.warmup_steps)
-        after = self.lr_at(step)
-        schedule = f"{'stretched' if self.steps > saved_steps else 'shrunk'} to {self.steps} steps"
-        change = (f"the learning rate jumps from {before:.2e} to {after:.2e} (the cosine schedule is {schedule})"
-                  if after != before else
-                  f"the learning rate ({after:.2e}) is unchanged in warmup; the cosine schedule after it is {schedule}")
-        return (f"warning: --steps {self.steps} differs from the checkpoint's {saved_steps}: "
-                f"resuming at step {step}, {change}")
+        flags = ", ".join(f"--{name.replace('_', '-')} {getattr(saved, name)} -> {getattr(self, name)}"
+                          for name in changed)
+        before, after = saved.lr_at(step), self.lr_at(step)
+        effect = (f"the learning rate jumps from {before:.2e} to {after:.2e}" if after != before else
+                  f"the learning rate is still {after:.2e} at this step, but not after it")
+        return f"warning: resuming at step {step} on another learning-rate schedule ({flags}): {effect}"
 
     def to_dict(self):
         return asdict(self)

@@ -2,9 +2,12 @@
 import numpy as np
 import pytest
 
+from numpy_llm.backend import Backend
 from numpy_llm.cli import main
 from numpy_llm.commands.attention import head_summary
+from numpy_llm.model import TinyTransformerLM
 from numpy_llm.plots import attention_maps
+from numpy_llm.variants import NO_SCALE_BLOCK
 from test_plots import CONFIG, save_tiny_checkpoint, tiny_model
 
 
@@ -12,7 +15,7 @@ def test_head_summary_matches_the_maps_window_by_window():
     """The batched summary against each window's own maps, read one query at a time."""
     model = tiny_model()
     windows = np.random.default_rng(0).integers(0, 256, size=(3, CONFIG.block_size))
-    previous, itself, entropy = head_summary(model, windows)
+    previous, itself, entropy = head_summary(model, windows, chunk=2)      # two passes: 2 windows, then 1
     T = CONFIG.block_size
     expected = np.zeros((3,) + previous.shape)
     for window in windows:
@@ -58,3 +61,11 @@ def test_the_heads_table_rejects_bad_input_in_one_line(tmp_path, capsys, flags, 
     assert main(["attention", "--ckpt", str(ckpt), "--heads"] + flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_head_summary_reads_the_models_own_block():
+    """A model built with another block (here attention without its scale) is summarised with it."""
+    gpt2 = tiny_model()
+    no_scale = TinyTransformerLM(CONFIG, Backend("numpy", "float64"), params=gpt2.params, block=NO_SCALE_BLOCK)
+    windows = np.random.default_rng(2).integers(0, 256, size=(2, CONFIG.block_size))
+    assert not np.allclose(head_summary(gpt2, windows)[2], head_summary(no_scale, windows)[2])

@@ -160,6 +160,7 @@ def test_attention_command_writes_a_png(tmp_path, capsys):
     ("{not json\n", "line 1 is not JSON"),
     ('{"kind": "train", "step": 1}\n', "line 1 lacks"),
     ('{"kind": "train", "step": 1, "loss": 5.5, "lr": "fast"}\n', "line 1 lacks"),
+    ('{"kind": "eval", "step": Infinity, "train_loss": 5.5, "val_loss": 5.5}\n', "line 1 lacks"),
     ('{"kind": "train", "step": 1, "loss": 5.5, "lr": 0.001}\n', "no eval records"),    # with --gap
 ])
 def test_plot_command_rejects_bad_metrics(tmp_path, capsys, content, message):

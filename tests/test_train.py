@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -301,22 +302,24 @@ def test_resuming_with_other_steps_warns_that_the_learning_rate_jumps_and_goes_o
     assert train(tmp_path, "--resume", "--steps", "8") == 0
     before, after = lr_at(4, 4, LR, 1e-4, 1), lr_at(4, 8, LR, 1e-4, 1)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: --steps 8 differs from the checkpoint's 4: resuming at step 4, the learning "
-                        f"rate jumps from {before:.2e} to {after:.2e} (the cosine schedule is stretched to 8 steps)"]
+    assert warnings == [f"warning: resuming at step 4 on another learning-rate schedule (--steps 4 -> 8): "
+                        f"the learning rate jumps from {before:.2e} to {after:.2e}"]
     assert params_of(tmp_path / "ckpt.npz")[1]["step"] == 8
 
 
 def test_the_resume_warning_compares_the_two_schedules_at_the_resume_step():
-    settings = TrainSettings(steps=600, lr=1e-3, min_lr=1e-4, warmup_steps=50)
-    assert settings.resume_warning(600, 300) is None                  # the same schedule
-    assert settings.resume_warning(None, 300) is None                 # a checkpoint that does not say
-    assert settings.resume_warning(300, 300) == (
-        "warning: --steps 600 differs from the checkpoint's 300: resuming at step 300, the learning rate "
-        "jumps from 1.00e-04 to 6.13e-04 (the cosine schedule is stretched to 600 steps)")
-    assert "(the cosine schedule is shrunk to 600 steps)" in settings.resume_warning(1000, 300)
-    assert settings.resume_warning(300, 20).endswith(
-        "resuming at step 20, the learning rate (4.20e-04) is unchanged in warmup; the cosine schedule after it "
-        "is stretched to 600 steps")
+    saved = TrainSettings(steps=300, lr=1e-3, min_lr=1e-4, warmup_steps=50)
+    assert saved.resume_warning(saved, 300) is None                                # the same schedule
+    assert replace(saved, batch_size=4, seed=1).resume_warning(saved, 300) is None  # not a schedule flag
+    assert replace(saved, steps=600).resume_warning(saved, 300) == (
+        "warning: resuming at step 300 on another learning-rate schedule (--steps 300 -> 600): "
+        "the learning rate jumps from 1.00e-04 to 6.13e-04")
+    # another --lr with --steps: the old rate is the saved run's own, not the new --lr's
+    assert replace(saved, steps=600, lr=1e-2).resume_warning(saved, 20) == (
+        "warning: resuming at step 20 on another learning-rate schedule (--steps 300 -> 600, --lr 0.001 -> 0.01): "
+        "the learning rate jumps from 4.20e-04 to 4.20e-03")
+    assert replace(saved, steps=600).resume_warning(saved, 20).endswith(          # in warmup: not yet
+        "(--steps 300 -> 600): the learning rate is still 4.20e-04 at this step, but not after it")
 
 
 def test_resume_past_the_end_says_which_step(tmp_path, capsys):

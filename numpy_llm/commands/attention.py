@@ -64,15 +64,19 @@ def run(args):
     return 0
 
 
-def head_summary(model, windows):
+def head_summary(model, windows, chunk=32):
     """windows (W, T) -> three (n_layer, n_head) arrays, each averaged over the windows and the
     queries t = 1..T-1: the weight on key t-1 (the previous byte), on key t (the query's own
-    byte), and the entropy -sum_k P_tk ln P_tk of the row."""
-    _, cache = model_forward(model.params, model.config, model.backend.asarray(windows, dtype="int64"))
-    probs = np.stack([to_numpy(block.attn.attention.probs) for block in cache.blocks], axis=1)  # (W, L, H, T, T)
-    t = np.arange(1, probs.shape[-1])
-    previous = probs[..., t, t - 1].mean(axis=(0, -1))
-    itself = probs[..., t, t].mean(axis=(0, -1))
-    rows = probs[..., t, :]
-    entropy = -(rows * np.log(np.where(rows > 0, rows, 1.0))).sum(axis=-1).mean(axis=(0, -1))
+    byte), and the entropy -sum_k P_tk ln P_tk of the row.  ``chunk`` windows per forward pass
+    bound the memory (the probabilities of one pass are chunk x n_layer x n_head x T x T)."""
+    sums = 0.0
+    for start in range(0, len(windows), chunk):
+        idx = model.backend.asarray(windows[start:start + chunk], dtype="int64")
+        _, cache = model_forward(model.params, model.config, idx, block=model.block)
+        probs = np.stack([to_numpy(block.attn.attention.probs) for block in cache.blocks], axis=1)  # (w, L, H, T, T)
+        t = np.arange(1, probs.shape[-1])
+        rows = probs[..., t, :]
+        entropy = -(rows * np.log(np.where(rows > 0, rows, 1.0))).sum(axis=-1)
+        sums = sums + np.stack([probs[..., t, t - 1], probs[..., t, t], entropy]).sum(axis=(1, -1))
+    previous, itself, entropy = sums / (len(windows) * (windows.shape[1] - 1))
     return previous, itself, entropy

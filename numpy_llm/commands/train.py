@@ -208,7 +208,8 @@ def _resumed_run(args, given, xp_name):
     if run.state.step >= run.settings.steps:
         raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
                          f"{run.state.step} (it is {run.settings.steps})")
-    warning = run.settings.resume_warning(meta.get("train", {}).get("steps"), run.state.step)
+    saved = meta.get("train")
+    warning = isinstance(saved, dict) and run.settings.resume_warning(TrainSettings.from_dict(saved), run.state.step)
     if warning:
         print(warning, file=sys.stderr, flush=True)
     return run

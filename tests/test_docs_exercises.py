@@ -112,16 +112,16 @@ def test_the_exercise_fails_as_the_chapter_says(tmp_path, chapter, pairs, expect
     for old, new in pairs:
         apply(copy, old, new)
     env = dict(os.environ, PYTHONPATH=copy, PYTHONDONTWRITEBYTECODE="1")
-    for command, counts in expected:
+    for command, output_shown in expected:
         if "test_distributed.py" in command and not (MPI_READY or os.environ.get("NUMPY_LLM_REQUIRE_MPI")):
             pytest.skip("needs mpiexec and mpi4py (pip install -e .[mpi])")
         argv = [sys.executable] + shlex.split(command)[1:]
         result = subprocess.run(argv, cwd=copy, capture_output=True, text=True, timeout=300, env=env)
         output = (result.stdout + result.stderr).strip().splitlines()
-        if "lines" in counts:
-            missing = [line for line in counts["lines"] if line not in [out.strip() for out in output]]
+        if "lines" in output_shown:
+            missing = [line for line in output_shown["lines"] if line not in [out.strip() for out in output]]
             assert not missing, f"{chapter}: `{command}` did not print {missing}; it printed {output[-8:]}"
             continue
         summary = next((line for line in reversed(output) if SUMMARY_LINE.match(line)), "")
         got = {kind: int(n) for n, kind in SUMMARY.findall(summary)}
-        assert got == counts, f"{chapter}: `{command}` printed {summary!r}, the chapter says {counts}"
+        assert got == output_shown, f"{chapter}: `{command}` printed {summary!r}, the chapter says {output_shown}"

@@ -4,9 +4,9 @@
 
 Both arms start from the same seed and train on the same data with the same batches (the
 batches come from one generator, the dropout masks from another, so dropout does not move
-them); both are evaluated at step 0 and at EVALS regular steps after it with train.estimate_loss.
+them); both are evaluated at step 0 and at EVALS regular steps after it with train.measure.
 The picture shows each arm's validation loss (solid) and train loss (dashed) beside ln 256,
-the loss of a uniform guess; the curves are saved as JSON beside it, to redraw it.
+the loss of a uniform guess; the numbers behind it are saved as JSON beside it.
 
 Nothing is saved as a checkpoint: a variant is not GPT-2 and must not be loaded as one.
 """
@@ -26,7 +26,7 @@ from .optim import AdamW
 from .plots import pyplot, save_png
 from .runner import ThreadRunner
 from .settings import TrainSettings
-from .train import estimate_loss, finite, train_step
+from .train import finite, measure, train_step
 from .variants import NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK
 
 EVALS = 20              # evaluations after step 0, evenly spaced
@@ -39,11 +39,14 @@ PANELS = {              # the second panel an experiment may ask for
 }
 
 
+LEARNER_BLOCK = Block("the learner's exercise block", None, None)    # stands for the block run_experiment is given
+
+
 @dataclass(frozen=True)
 class Arm:
     """One side of an experiment: what it changes from GPT-2's recipe."""
     label: str
-    block: Optional[Block] = GPT2_BLOCK     # None: the learner's block, passed to run_experiment
+    block: Block = GPT2_BLOCK               # LEARNER_BLOCK: the learner's block, passed to run_experiment
     init_std: float = 0.02
     dropout: float = 0.0
     warmup_steps: Optional[int] = None      # None: the experiment's
@@ -92,7 +95,7 @@ EXPERIMENTS = {e.name: e for e in (
                "docs/10-transformer-block.md",
                ModelConfig(block_size=64, n_layer=6, n_head=2, n_embd=64),
                TrainSettings(steps=300, batch_size=16, lr=3e-3, warmup_steps=0, eval_iters=8),
-               Arm("pre-LN (GPT-2)"), Arm("post-LN (your exercise)", block=None)),
+               Arm("pre-LN (GPT-2)"), Arm("post-LN (your exercise)", block=LEARNER_BLOCK)),
     Experiment("no-residual", "6 blocks with and without their residual connections",
                "docs/10-transformer-block.md",
                ModelConfig(block_size=64, n_layer=6, n_head=2, n_embd=64),
@@ -122,8 +125,8 @@ class ArmRunner(ThreadRunner):
 def run_experiment(experiment, steps=None, data=None, seed=None, workers=1, learner_block=None, log=None):
     """Train both arms of ``experiment``; returns (settings used, [baseline Curve, variant Curve]).
 
-    ``steps``, ``data``, ``seed`` override the experiment's; ``learner_block`` is the variant's
-    block when the experiment's variant has none (post-ln: the learner's exercise)."""
+    ``steps``, ``data``, ``seed`` override the experiment's; ``learner_block`` is the block of an
+    arm whose block is LEARNER_BLOCK (post-ln: the learner's exercise)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     overrides = {name: value for name, value in (("steps", steps), ("data", data), ("seed", seed))
                  if value is not None}
@@ -133,7 +136,7 @@ def run_experiment(experiment, steps=None, data=None, seed=None, workers=1, lear
                                            experiment.config.block_size, settings.data or BUILTIN_NAME)
     curves = []
     for arm in (experiment.baseline, experiment.variant):
-        block = arm.block or learner_block
+        block = learner_block if arm.block is LEARNER_BLOCK else arm.block
         if block is None:
             raise UsageError(f"experiment {experiment.name} needs the learner's block")
         curves.append(train_arm(experiment, arm, block, settings, train_data, val_data, workers, log))
@@ -171,12 +174,12 @@ def train_arm(experiment, arm, block, settings, train_data, val_data, workers, l
 
 def evaluate(curve, runner, step, train_data, val_data, settings, probe):
     """Append the mean train and validation losses (and the attention probe) at ``step``."""
-    seed = settings.seed + step
+    train_loss, val_loss = measure(runner, train_data, val_data, settings, step)
     curve.steps.append(step)
-    curve.train.append(estimate_loss(runner, train_data, settings, seed))
-    curve.val.append(estimate_loss(runner, val_data, settings, seed))
+    curve.train.append(train_loss)
+    curve.val.append(val_loss)
     if probe:
-        curve.attention_peak.append(attention_peak(runner.model, val_data, seed))
+        curve.attention_peak.append(attention_peak(runner.model, val_data, settings.seed + step))
 
 
 def attention_peak(model, data, seed):
@@ -190,7 +193,7 @@ def attention_peak(model, data, seed):
 
 
 def save_curves(path, experiment, settings, curves):
-    """The measurements as JSON, enough to redraw the picture (``draw``)."""
+    """The measurements as JSON: the experiment, its model and settings, and each arm's Curve."""
     record = {"experiment": experiment.name, "title": experiment.title, "chapter": experiment.chapter,
               "model": experiment.config.to_dict(), "settings": settings.to_dict(),
               "arms": [asdict(curve) for curve in curves]}

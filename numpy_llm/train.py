@@ -84,6 +84,12 @@ def estimate_loss(runner, data, settings, seed):
     return float(np.mean(losses))
 
 
+def measure(runner, train_data, val_data, settings, step):
+    """(train loss, validation loss) at ``step``: estimate_loss on each part, seeded by the step."""
+    seed = settings.seed + step
+    return estimate_loss(runner, train_data, settings, seed), estimate_loss(runner, val_data, settings, seed)
+
+
 def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None):
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
     returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
@@ -148,9 +154,7 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
 
         def evaluate():
             """(train loss, val loss) at this step, recorded; every rank takes part."""
-            seed = settings.seed + state.step
-            train_loss = estimate_loss(runner, train_data, settings, seed)
-            val_loss = estimate_loss(runner, val_data, settings, seed)
+            train_loss, val_loss = measure(runner, train_data, val_data, settings, state.step)
             record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss)
             return train_loss, val_loss
 

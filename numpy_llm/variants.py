@@ -21,7 +21,7 @@ backward gives dL/dW_q', and W_q' = s W_q gives dL/dW_q = s dL/dW_q' (the same f
 import math
 
 from .layers.attention import self_attention_backward, self_attention_forward
-from .layers.block import BlockCache, block_backward, block_forward
+from .layers.block import BlockCache, block_backward, block_forward, block_grads
 from .layers.dropout import dropout_backward, dropout_forward
 from .layers.layernorm import layernorm_backward, layernorm_forward
 from .layers.mlp import mlp_backward, mlp_forward
@@ -86,11 +86,7 @@ def no_residual_block_backward(dout, cache):
     da, _ = dropout_backward(dx1, cache.attn_dropout)
     dh1, attn_grads = self_attention_backward(da, cache.attn)
     dx, ln_1_grads = layernorm_backward(dh1, cache.ln_1)
-    grads = {f"{prefix}.{name}": g
-             for prefix, sublayer_grads in (("ln_1", ln_1_grads), ("attn", attn_grads), ("ln_2", ln_2_grads),
-                                            ("mlp", mlp_grads))
-             for name, g in sublayer_grads.items()}
-    return dx, grads
+    return dx, block_grads(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
 
 
 NO_RESIDUAL_BLOCK = Block("no residual connections", no_residual_block_forward, no_residual_block_backward)

@@ -11,9 +11,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gradcheck import TOLERANCE, check_gradients, check_layer
+from gradcheck import TOLERANCE, check_gradients, check_layer, suite
 from numpy_llm.backend import Backend
-from numpy_llm.experiments import EXPERIMENTS, Arm, ArmRunner, draw, run_experiment, save_curves
+from numpy_llm.cli import main
+from numpy_llm.experiments import EXPERIMENTS, LEARNER_BLOCK, Arm, ArmRunner, draw, run_experiment, save_curves
 from numpy_llm.layers.attention import causal_mask, merge_heads, self_attention_forward, softmax, split_heads
 from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
 from numpy_llm.layers.layernorm import layernorm_forward
@@ -80,6 +81,14 @@ def failing(results):
 def test_variant_backward_matches_finite_differences(block):
     results = check_block(block)
     assert {r.tensor for r in results} == set(block_inputs())
+    assert all(r.rel_error <= TOLERANCE for r in results), [r.describe() for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("block", [NO_SCALE_BLOCK, NO_RESIDUAL_BLOCK], ids=lambda b: b.name)
+def test_variant_backward_with_dropout_matches_finite_differences(block):
+    """Dropout on, with one fixed mask (suite.FixedRng), so the finite differences see one function."""
+    results = check_layer(lambda x, **p: block.forward(x, p, N_HEAD, 0.2, suite.FixedRng(9)), block.backward,
+                          block_inputs(), block.name, max_coords=None)
     assert all(r.rel_error <= TOLERANCE for r in results), [r.describe() for r in results if not r.passed]
 
 
@@ -180,7 +189,7 @@ def tiny(experiment):
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_every_experiment_runs_end_to_end(name, tmp_path):
     experiment = tiny(EXPERIMENTS[name])
-    learner = solved_post_ln_block(tmp_path) if experiment.variant.block is None else None
+    learner = solved_post_ln_block(tmp_path) if experiment.variant.block is LEARNER_BLOCK else None
     settings, curves = run_experiment(experiment, steps=3, workers=1, learner_block=learner, log=lambda line: None)
     assert settings.steps == 3 and [curve.label for curve in curves] == [experiment.baseline.label,
                                                                          experiment.variant.label]
@@ -223,7 +232,7 @@ def test_list_names_every_experiment():
 
 
 @pytest.mark.parametrize("args", [["nope"], [], ["no-scale", "--workers", "0"], ["no-scale", "--steps", "0"],
-                                  ["no-scale", "--data", "missing.txt"], ["no-scale", "--out", "curves.json"],
+                                  ["no-scale", "--data", "missing.txt"], ["no-scale", "--out", "picture.jpg"],
                                   ["post-ln"]])
 def test_bad_input_is_one_line_and_exit_2(args):
     result = experiment_command(*args)
@@ -233,13 +242,27 @@ def test_bad_input_is_one_line_and_exit_2(args):
         assert "python cli.py check exercises/post_ln_block.py" in result.stderr
 
 
-def test_post_ln_trains_the_learners_solved_block(tmp_path):
+def test_post_ln_trains_the_learners_solved_block(tmp_path, monkeypatch, capsys):
+    """The command end to end, in-process, on a tiny version of the post-ln experiment."""
+    monkeypatch.setitem(EXPERIMENTS, "post-ln", tiny(EXPERIMENTS["post-ln"]))
     out = tmp_path / "post-ln.png"
-    result = experiment_command("post-ln", "--block", solved_post_ln_stub(str(tmp_path)), "--steps", 1,
-                                "--workers", 2, "--out", out)
-    assert result.returncode == 0, result.stderr
-    assert f"picture: {out}" in result.stdout and "post-LN" in result.stdout
+    assert main(["experiment", "post-ln", "--block", solved_post_ln_stub(str(tmp_path)), "--steps", "1",
+                 "--workers", "2", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert f"picture: {out}" in stdout and "post-LN" in stdout and "1 step\n" in stdout.splitlines(True)[0]
     assert out.stat().st_size > 0 and json.loads(out.with_suffix(".json").read_text())["experiment"] == "post-ln"
+
+
+def test_block_is_for_the_post_ln_experiment_only(tmp_path, capsys):
+    assert main(["experiment", "no-scale", "--block", str(tmp_path / "mine.py")]) == 2
+    assert "--block is for the post-ln experiment" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "ckpt.npz", "curves.json"])
+def test_out_must_be_a_png_so_no_other_file_is_overwritten(tmp_path, capsys, name):
+    (tmp_path / name).write_text("mine")
+    assert main(["experiment", "no-scale", "--out", str(tmp_path / name)]) == 2
+    assert "not a .png path" in capsys.readouterr().err and (tmp_path / name).read_text() == "mine"
 
 
 # --- the full-size runs: what each chapter says its picture shows ---------------------------------------
@@ -264,6 +287,6 @@ CLAIMS = {
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_the_full_size_experiment_shows_what_its_chapter_says(name, tmp_path):
     experiment = EXPERIMENTS[name]
-    learner = solved_post_ln_block(tmp_path) if experiment.variant.block is None else None
+    learner = solved_post_ln_block(tmp_path) if experiment.variant.block is LEARNER_BLOCK else None
     _, (gpt2, variant) = run_experiment(experiment, workers=2, learner_block=learner, log=lambda line: None)
     assert CLAIMS[name](gpt2, variant), (gpt2, variant)

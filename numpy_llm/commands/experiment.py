@@ -13,7 +13,7 @@ from gradcheck.exercise_specs import POST_LN_BLOCK
 from gradcheck.exercises import grade_file, load
 
 from ..errors import UsageError
-from ..experiments import EXPERIMENTS, draw, run_experiment, save_curves
+from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save_curves
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
 from ..variants import exercise_block
@@ -37,7 +37,7 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the initialisation and the batches, the same for both arms "
                              "(default: the experiment's)")
-    parser.add_argument("--block", default=DEFAULT_BLOCK,
+    parser.add_argument("--block", default=None,
                         help=f"post-ln only: your exercise file with post_ln_block_backward written "
                              f"(default: {DEFAULT_BLOCK})")
 
@@ -46,7 +46,7 @@ def run(args):
     if args.list:
         for experiment in EXPERIMENTS.values():
             print(f"{experiment.name:<12} {experiment.title} ({experiment.chapter}; "
-                  f"{experiment.settings.steps} steps)")
+                  f"{steps(experiment.settings.steps)})")
         return 0
     if args.name not in EXPERIMENTS:
         given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
@@ -56,9 +56,11 @@ def run(args):
     check_workers(workers, "numpy")
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
-    prepare_folder(out)
+    prepare_folder(out, curves_path)
     pyplot()                                    # matplotlib missing: say so before training, not after
-    block = learner_block(args.block) if experiment.variant.block is None else None
+    if args.block is not None and experiment.variant.block is not LEARNER_BLOCK:
+        raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
+    block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
@@ -67,12 +69,14 @@ def run(args):
     return 0
 
 
-def prepare_folder(out):
-    """Make the picture's folder; UsageError if it cannot be made, or the path is a folder or a .json."""
-    if os.path.splitext(out)[1].lower() == ".json":
-        raise UsageError(f"--out {out} is the picture, and its curves go beside it as .json: give a .png path")
-    if os.path.isdir(out):
-        raise UsageError(f"--out {out} is a folder; give a file path such as {os.path.join(out, 'picture.png')}")
+def prepare_folder(out, curves_path):
+    """Make the picture's folder; UsageError if it cannot be made, or the paths are not a .png
+    and its .json (a .png path cannot be a user's notes or checkpoint, overwritten by mistake)."""
+    if os.path.splitext(out)[1].lower() != ".png":
+        raise UsageError(f"--out {out} is not a .png path; the picture is a PNG and its curves go beside it as .json")
+    for path in (out, curves_path):
+        if os.path.isdir(path):
+            raise UsageError(f"{path} is a folder; give --out a file path such as {os.path.join(out, 'picture.png')}")
     try:
         os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     except OSError as exc:
@@ -96,7 +100,7 @@ def learner_block(path):
 
 def print_table(experiment, settings, curves):
     """The numbers of the picture: each arm's loss at step 0 and at its last evaluation."""
-    print(f"{experiment.name}: {experiment.title} ({experiment.chapter}), {settings.steps} steps")
+    print(f"{experiment.name}: {experiment.title} ({experiment.chapter}), {steps(settings.steps)}")
     probe = "  attention peak" if experiment.panel == "attention" else ""
     width = max(len(curve.label) for curve in curves) + 2
     print(f"{'arm':<{width}}{'val @ 0':>9}{'train':>9}{'val':>9}{'best val':>10}{probe}")
@@ -105,3 +109,7 @@ def print_table(experiment, settings, curves):
         diverged = f"  (diverged at step {curve.diverged_at})" if curve.diverged_at is not None else ""
         print(f"{curve.label:<{width}}{curve.val[0]:>9.3f}{curve.train[-1]:>9.3f}{curve.val[-1]:>9.3f}"
               f"{min(curve.val):>10.3f}{peak}{diverged}")
+
+
+def steps(n):
+    return f"{n} step{'' if n == 1 else 's'}"

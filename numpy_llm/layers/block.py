@@ -68,9 +68,11 @@ def block_backward(dout, cache):
     dh1, attn_grads = self_attention_backward(da, cache.attn)
     dx_ln_1, ln_1_grads = layernorm_backward(dh1, cache.ln_1)
     dx = dx1 + dx_ln_1
-    grads = {}
-    for prefix, sublayer_grads in (("ln_1", ln_1_grads), ("attn", attn_grads), ("ln_2", ln_2_grads),
-                                   ("mlp", mlp_grads)):
-        for name, g in sublayer_grads.items():
-            grads[f"{prefix}.{name}"] = g
-    return dx, grads
+    return dx, block_grads(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
+
+
+def block_grads(ln_1, attn, ln_2, mlp):
+    """The four sublayers' gradients under the block's local names (``ln_1.gamma``, ``attn.w_qkv``, ...)."""
+    return {f"{prefix}.{name}": g
+            for prefix, sublayer_grads in (("ln_1", ln_1), ("attn", attn), ("ln_2", ln_2), ("mlp", mlp))
+            for name, g in sublayer_grads.items()}

@@ -19,7 +19,7 @@ COMMANDS = {
     "gradcheck": "check every handwritten backward against finite differences",
     "check": "grade a backward you wrote in an exercises/ file against finite differences",
     "bench": "benchmark training and generation speed",
-    "plot": "draw a run's train and validation loss curves into a PNG",
+    "plot": "draw a run's loss curves and learning rate into a PNG",
     "attention": "draw every layer's and head's attention pattern over a prompt into a PNG",
     "eval": "score every byte of a file with a checkpoint: loss in nats and bits per byte, perplexity",
     "baselines": "the loss of uniform, unigram and bigram byte counts on a text's validation split",

@@ -13,7 +13,8 @@ import pytest
 
 from gradcheck import TOLERANCE, check_gradients, check_layer, suite
 from numpy_llm.backend import Backend
-from numpy_llm.cli import main
+from numpy_llm.cli import build_parser, main
+from numpy_llm.commands.experiment import with_overrides
 from numpy_llm.experiments import EXPERIMENTS, LEARNER_BLOCK, Arm, ArmRunner, draw, run_experiment, save_curves
 from numpy_llm.layers.attention import causal_mask, merge_heads, self_attention_forward, softmax, split_heads
 from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
@@ -251,6 +252,23 @@ def test_post_ln_trains_the_learners_solved_block(tmp_path, monkeypatch, capsys)
     stdout = capsys.readouterr().out
     assert f"picture: {out}" in stdout and "post-LN" in stdout and "1 step\n" in stdout.splitlines(True)[0]
     assert out.stat().st_size > 0 and json.loads(out.with_suffix(".json").read_text())["experiment"] == "post-ln"
+
+
+def test_the_learning_rate_warmup_and_depth_can_be_changed_for_both_arms():
+    args = build_parser().parse_args(["experiment", "post-ln", "--lr", "5e-5", "--warmup-steps", "7",
+                                      "--n-layer", "3"])
+    changed = with_overrides(EXPERIMENTS["post-ln"], args)
+    assert (changed.settings.lr, changed.settings.min_lr, changed.settings.warmup_steps) == (5e-5, 5e-5, 7)
+    assert changed.config == replace(EXPERIMENTS["post-ln"].config, n_layer=3)
+    unchanged = with_overrides(EXPERIMENTS["post-ln"], build_parser().parse_args(["experiment", "post-ln"]))
+    assert unchanged == EXPERIMENTS["post-ln"]
+
+
+@pytest.mark.parametrize("flags, message", [(["--lr", "-1"], "--lr must be positive"),
+                                            (["--n-layer", "0"], "--n-layer must be a positive integer")])
+def test_a_bad_override_names_its_flag(capsys, flags, message):
+    assert main(["experiment", "no-scale", *flags]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_block_is_for_the_post_ln_experiment_only(tmp_path, capsys):

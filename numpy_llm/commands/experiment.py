@@ -8,6 +8,7 @@ The post-ln experiment trains the learner's own post-LN block: exercises/post_ln
 """
 import argparse
 import os
+from dataclasses import replace
 
 from gradcheck.exercise_specs import POST_LN_BLOCK
 from gradcheck.exercises import grade_file, load
@@ -30,6 +31,13 @@ def configure(parser):
                              "(default: runs/experiments/NAME.png)")
     parser.add_argument("--steps", type=int, default=None,
                         help="optimizer steps of each arm (default: the experiment's, shown by --list)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak learning rate of both arms (default: the experiment's)")
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="warmup steps of both arms, except the warmup experiment's arm without "
+                             "warmup (default: the experiment's)")
+    parser.add_argument("--n-layer", type=int, default=None,
+                        help="transformer blocks of both arms' model (default: the experiment's)")
     parser.add_argument("--data", default=None,
                         help="training text (default: the experiment's, the built-in Shakespeare sample)")
     parser.add_argument("--workers", type=int, default=None,
@@ -51,7 +59,7 @@ def run(args):
     if args.name not in EXPERIMENTS:
         given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
         raise UsageError(f"{given}; choose one of {', '.join(EXPERIMENTS)} (python cli.py experiment --list)")
-    experiment = EXPERIMENTS[args.name]
+    experiment = with_overrides(EXPERIMENTS[args.name], args)
     workers = default_workers("numpy") if args.workers is None else args.workers
     check_workers(workers, "numpy")
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
@@ -67,6 +75,17 @@ def run(args):
     print_table(experiment, settings, curves)
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
+
+
+def with_overrides(experiment, args):
+    """The experiment with the learning rate, warmup and depth given on the command line (the
+    settings and the model config check them: InvalidSetting names the flag)."""
+    settings = {name: getattr(args, name) for name in ("lr", "warmup_steps") if getattr(args, name) is not None}
+    config = {"n_layer": args.n_layer} if args.n_layer is not None else {}
+    if "lr" in settings:
+        settings["min_lr"] = min(experiment.settings.min_lr, settings["lr"])
+    return replace(experiment, settings=replace(experiment.settings, **settings),
+                   config=replace(experiment.config, **config))
 
 
 def prepare_folder(out, curves_path):
@@ -100,7 +119,10 @@ def learner_block(path):
 
 def print_table(experiment, settings, curves):
     """The numbers of the picture: each arm's loss at step 0 and at its last evaluation."""
-    print(f"{experiment.name}: {experiment.title} ({experiment.chapter}), {steps(settings.steps)}")
+    config = experiment.config
+    print(f"{experiment.name}: {experiment.title} ({experiment.chapter}); {config.n_layer} layers of width "
+          f"{config.n_embd}, {config.n_head} head(s), lr {settings.lr:g}, warmup {settings.warmup_steps}, "
+          f"{steps(settings.steps)}")
     probe = "  attention peak" if experiment.panel == "attention" else ""
     width = max(len(curve.label) for curve in curves) + 2
     print(f"{'arm':<{width}}{'val @ 0':>9}{'train':>9}{'val':>9}{'best val':>10}{probe}")

@@ -10,6 +10,7 @@ imported only when a picture is drawn, with the non-interactive Agg backend, so 
 functions work on a machine without a display.  Without it they raise UsageError.
 """
 import json
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -133,8 +134,10 @@ def draw_lr(ax, metrics):
 
 
 def save_png(plt, fig, out_png):
-    """Write the figure as a PNG (whatever the file name says), UsageError if the path is unwritable."""
+    """Write the figure as a PNG (whatever the file name says), making its folder if needed;
+    UsageError if the path is unwritable."""
     try:
+        os.makedirs(os.path.dirname(os.fspath(out_png)) or ".", exist_ok=True)
         fig.savefig(out_png, dpi=DPI, format="png")
     except OSError as exc:
         raise UsageError(f"cannot write {out_png}: {exc.strerror or exc}") from None

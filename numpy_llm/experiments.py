@@ -81,7 +81,7 @@ EXPERIMENTS = {e.name: e for e in (
                ModelConfig(block_size=64, n_layer=2, n_head=1, n_embd=128),          # one head of size 128
                TrainSettings(steps=300, batch_size=16, lr=3e-3, warmup_steps=20, eval_iters=8),
                Arm("q k^T / sqrt(hs) (GPT-2)"), Arm("q k^T (no scale)", block=NO_SCALE_BLOCK), panel="attention"),
-    Experiment("init-std", "initial weights ~ N(0, 0.02) (GPT-2) or N(0, 1)",
+    Experiment("init-std", "initial weights of standard deviation 0.02 (GPT-2) or 1",
                "docs/11-full-model-and-weight-tying.md",
                ModelConfig(block_size=64, n_layer=2, n_head=2, n_embd=128),
                TrainSettings(steps=300, batch_size=16, lr=1e-3, warmup_steps=20, eval_iters=8),

@@ -7,7 +7,13 @@ class UsageError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (a non-finite loss or gradient, or a checkpoint or the metrics log
-    that cannot be written); the message says which checkpoint on disk is the last good one."""
+    that cannot be written); the message says which checkpoint on disk is the last good one.
+    ``every_rank``: with several processes, every rank raises it at the same step (so they can
+    all end by themselves, and none has to be killed)."""
+
+    def __init__(self, message, every_rank=False):
+        super().__init__(message)
+        self.every_rank = every_rank
 
 
 class InvalidSetting(ValueError):

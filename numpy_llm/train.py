@@ -130,7 +130,7 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
         try:
             last_step["loss"], last_step["norm"] = finite(last_step["loss"], last_step["norm"], state.step)
         except TrainingError as exc:
-            raise TrainingError(f"{exc}; {last_good()}") from None
+            raise TrainingError(f"{exc}; {last_good()}", every_rank=True) from None     # the loss is all-reduced
         return last_step["loss"], last_step["norm"]
 
     def save(path=ckpt_path):
@@ -191,7 +191,7 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 try:
                     runner.check_replicas(model.params, state.step)
                 except TrainingError as exc:
-                    raise TrainingError(f"{exc}; {last_good()}") from None
+                    raise TrainingError(f"{exc}; {last_good()}", every_rank=True) from None
                 train_loss, state.val_loss = evaluate()
                 improved = state.val_loss < state.best_val_loss
                 state.best_val_loss = min(state.best_val_loss, state.val_loss)

@@ -297,6 +297,7 @@ def test_the_replica_check_stops_diverged_ranks(tmp_path):
                             timeout=TIMEOUT)
     assert result.returncode != 0
     assert "the replicas diverged: at step 5 the parameters of rank 1 differ" in result.stderr
+    assert result.stderr.count("error: ") == 1                   # every rank stops by itself; rank 0 says why
 
 
 @needs_mpi

@@ -137,6 +137,10 @@ def run(args):
     try:
         outcome = run_training(run, runner, train_data, val_data, args.ckpt, log)
     except TrainingError as exc:
+        if world is not None and exc.every_rank:       # every rank stops here by itself: one line, no kill
+            if world.rank == 0:
+                print(f"error: {exc}", file=sys.stderr)
+            return 1
         print(f"error: {exc}", file=sys.stderr)
         return _end(world, 1)
     except KeyboardInterrupt as exc:                # a second stop signal: stop now, save nothing more

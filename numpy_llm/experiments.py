@@ -21,7 +21,7 @@ import numpy as np
 from .backend import Backend
 from .data import BUILTIN_NAME, get_batch, open_corpus, split_train_val
 from .errors import TrainingError, UsageError
-from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM, init_params, model_forward
+from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM, init_params
 from .optim import AdamW
 from .plots import pyplot, save_png
 from .runner import ThreadRunner
@@ -186,9 +186,7 @@ def attention_peak(model, data, seed):
     """The mean, over layers, heads, sequences and query positions, of the largest attention
     probability in a row: near 1 when softmax is saturated (each query looks at one key)."""
     x, _ = get_batch(data, PROBE_ROWS, model.config.block_size, np.random.default_rng(seed))
-    _, cache = model_forward(model.params, model.config, model.backend.asarray(x, dtype="int64"),
-                             block=model.block)
-    peaks = [float(block.attn.attention.probs.max(axis=-1).mean()) for block in cache.blocks]
+    peaks = [float(probs.max(axis=-1).mean()) for probs in model.attention_probs(x)]
     return float(np.mean(peaks))
 
 

@@ -212,6 +212,12 @@ class TinyTransformerLM:
         logits, _ = model_forward(self.params, self.config, self._device_ids(idx), block=self.block)
         return logits
 
+    def attention_probs(self, idx):
+        """idx (B, T) -> every layer's attention probabilities, a list of (B, n_head, T, T) device
+        arrays read from the forward cache (each block's ``attn.attention.probs``), no dropout."""
+        _, cache = model_forward(self.params, self.config, self._device_ids(idx), block=self.block)
+        return [block.attn.attention.probs for block in cache.blocks]
+
     def loss(self, idx, targets):
         """Mean cross-entropy of one batch as a Python float, with no gradient work (evaluation)."""
         logits = self.logits(idx)

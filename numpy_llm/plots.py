@@ -17,7 +17,6 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import UsageError
-from .model import model_forward
 from .tokenizer import decode
 
 MATPLOTLIB_HINT = "drawing pictures needs matplotlib: pip install matplotlib (or pip install -e .[plot])"
@@ -159,12 +158,10 @@ def attention_maps(model, prompt_ids):
     Returns a NumPy array (n_layer, n_head, T, T): entry [l, h, i, j] is how much query
     position i of layer l, head h takes from key position j; each row sums to 1 and j > i is 0.
 
-    The probabilities are the forward cache's: every block's ``attn.attention.probs`` (B, H, T, T).
+    The probabilities are the forward cache's (``TinyTransformerLM.attention_probs``).
     """
     ids = crop_prompt(prompt_ids, model.config.block_size)
-    idx = model.backend.asarray(ids[None, :], dtype="int64")
-    _, cache = model_forward(model.params, model.config, idx, block=model.block)
-    maps = [to_numpy(block.attn.attention.probs)[0] for block in cache.blocks]   # each (H, T, T)
+    maps = [to_numpy(probs)[0] for probs in model.attention_probs(ids[None, :])]   # each (H, T, T)
     return np.stack(maps).astype(np.float64)
 
 

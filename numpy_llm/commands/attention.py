@@ -16,8 +16,8 @@ from ..backend import Backend, to_numpy
 from ..checkpoint import load_model
 from ..data import BUILTIN_NAME, get_batch, open_corpus, split_train_val
 from ..errors import UsageError
-from ..model import model_forward
 from ..plots import plot_attention
+from ..settings import TrainSettings
 from ..tokenizer import encode
 from .options import add_array_module_flags, array_module_name
 
@@ -50,7 +50,7 @@ def run(args):
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     data_path = args.data if args.data is not None else train_meta.get("data")
     block_size = model.config.block_size
-    _, val = split_train_val(open_corpus(data_path), train_meta.get("val_frac", 0.1), block_size,
+    _, val = split_train_val(open_corpus(data_path), train_meta.get("val_frac", TrainSettings.val_frac), block_size,
                              data_path or BUILTIN_NAME)
     windows, _ = get_batch(val, args.windows, block_size, np.random.default_rng(0))
     previous, itself, entropy = head_summary(model, windows)
@@ -71,9 +71,8 @@ def head_summary(model, windows, chunk=32):
     bound the memory (the probabilities of one pass are chunk x n_layer x n_head x T x T)."""
     sums = 0.0
     for start in range(0, len(windows), chunk):
-        idx = model.backend.asarray(windows[start:start + chunk], dtype="int64")
-        _, cache = model_forward(model.params, model.config, idx, block=model.block)
-        probs = np.stack([to_numpy(block.attn.attention.probs) for block in cache.blocks], axis=1)  # (w, L, H, T, T)
+        layers = model.attention_probs(windows[start:start + chunk])
+        probs = np.stack([to_numpy(layer_probs) for layer_probs in layers], axis=1)     # (w, L, H, T, T)
         t = np.arange(1, probs.shape[-1])
         rows = probs[..., t, :]
         entropy = -(rows * np.log(np.where(rows > 0, rows, 1.0))).sum(axis=-1)

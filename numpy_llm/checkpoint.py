@@ -10,16 +10,14 @@ Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=Fals
                      step, AdamW step, best and last validation loss, dtype, worker and
                      rank (process) counts and the data generator's state
 
-Writes are atomic: the file is written under a temporary name in the same folder,
-flushed to disk, then renamed over the target, so a crash mid-write never leaves a
-broken checkpoint behind.  Arrays are always saved from the host: train on a GPU,
+Writes are atomic (files.atomic_write), so a crash mid-write never leaves a broken
+checkpoint behind.  Arrays are always saved from the host: train on a GPU,
 generate on a CPU.
 """
 import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -28,18 +26,13 @@ import numpy as np
 
 from .backend import Backend, to_numpy
 from .errors import InvalidSetting, UsageError
+from .files import atomic_write
 from .model import ModelConfig, TinyTransformerLM, param_shapes
 from .optim import AdamW
 from .settings import TrainSettings
 
 FORMAT_VERSION = 1
 MOMENTS = {"adam_m/": "m", "adam_v/": "v"}         # array-name prefix -> AdamW attribute
-
-
-def companion_path(ckpt_path, suffix):
-    """ckpt.npz -> ckpt<suffix>: the files that go beside a checkpoint (ckpt.best.npz, ckpt.metrics.jsonl)."""
-    root = ckpt_path[:-4] if ckpt_path.endswith(".npz") else ckpt_path
-    return root + suffix
 
 
 def save_checkpoint(path, params, meta, optimizer=None):
@@ -60,40 +53,6 @@ def checkpoint_arrays(params, optimizer=None):
         for prefix, attribute in MOMENTS.items():
             arrays.update({prefix + name: to_numpy(a) for name, a in getattr(optimizer, attribute).items()})
     return arrays
-
-
-def atomic_write(path, write):
-    """Call write(file) on a temporary file beside ``path``, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())     # the permissions any new file gets (not mkstemp's 0600)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-
-
-def _umask():
-    mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
-    os.umask(mask)
-    return mask
-
-
-def check_writable(path):
-    """UsageError unless a file can be created in ``path``'s folder (before a run computes for an hour)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None
 
 
 def load_checkpoint(path):

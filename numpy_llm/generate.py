@@ -50,3 +50,17 @@ def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, 
         tokens.append(token)
         pending = [token]
         yield token
+
+
+def write_stream(prompt_ids, new_ids, decoder, out):
+    """Write the prompt, then each new token as soon as it completes a character (``decoder``, a
+    tokenizer.StreamDecoder), to the text stream ``out``; a newline ends it."""
+    out.write(decoder.feed(prompt_ids))
+    out.flush()
+    for token in new_ids:
+        text = decoder.feed([token])
+        if text:
+            out.write(text)
+            out.flush()
+    out.write(decoder.flush() + "\n")
+    out.flush()

@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from .checkpoint import atomic_write, companion_path, save_run
+from .checkpoint import save_run
+from .files import atomic_write, companion_path
 from .data import get_batch
 from .errors import TrainingError
 from .optim import clip_grads_on_device

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from numpy_llm.backend import Backend
-from numpy_llm.checkpoint import FORMAT_VERSION, atomic_write, load_checkpoint, load_model, save_checkpoint
+from numpy_llm.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint
+from numpy_llm.files import atomic_write
 from numpy_llm.errors import UsageError
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.optim import AdamW

@@ -245,6 +245,7 @@ def test_bad_input_is_one_line_and_exit_2(args):
 
 def test_post_ln_trains_the_learners_solved_block(tmp_path, monkeypatch, capsys):
     """The command end to end, in-process, on a tiny version of the post-ln experiment."""
+    pytest.importorskip("matplotlib")
     monkeypatch.setitem(EXPERIMENTS, "post-ln", tiny(EXPERIMENTS["post-ln"]))
     out = tmp_path / "post-ln.png"
     assert main(["experiment", "post-ln", "--block", solved_post_ln_stub(str(tmp_path)), "--steps", "1",

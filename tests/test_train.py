@@ -271,7 +271,7 @@ def test_refuses_to_overwrite_an_existing_checkpoint(tmp_path, capsys):
     before = open(tmp_path / "ckpt.npz", "rb").read()
     capsys.readouterr()
     assert train(tmp_path, "--steps", "2", "--n-embd", "32") == 2          # a different model
-    assert "already exists" in capsys.readouterr().err
+    assert "already exist" in capsys.readouterr().err
     assert open(tmp_path / "ckpt.npz", "rb").read() == before
     assert train(tmp_path, "--steps", "2", "--overwrite") == 0
 
@@ -358,13 +358,13 @@ def test_a_failed_checkpoint_write_names_the_file_the_reason_and_the_last_good_o
 
 
 def test_a_real_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from numpy_llm import checkpoint
+    from numpy_llm import files
 
     def fail(f):
         f.write(b"half a checkpoint")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     with pytest.raises(OSError):
-        checkpoint.atomic_write(str(tmp_path / "ckpt.npz"), fail)
+        files.atomic_write(str(tmp_path / "ckpt.npz"), fail)
     assert list(tmp_path.iterdir()) == []
 
 

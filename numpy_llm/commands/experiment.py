@@ -65,10 +65,10 @@ def run(args):
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
     prepare_folder(out, curves_path)
-    pyplot()                                    # matplotlib missing: say so before training, not after
     if args.block is not None and experiment.variant.block is not LEARNER_BLOCK:
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
     block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
+    pyplot()                                    # matplotlib missing: say so before training, not after
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)

@@ -7,7 +7,7 @@ import numpy as np
 from ..backend import Backend
 from ..checkpoint import load_model
 from ..errors import UsageError
-from ..generate import generate
+from ..generate import generate, write_stream
 from ..tokenizer import StreamDecoder, encode
 from .options import add_array_module_flags, array_module_name
 
@@ -44,17 +44,9 @@ def run(args):
     for sample in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {sample + 1} ---", file=out, flush=True)
-        decoder = StreamDecoder()
-        out.write(decoder.feed(prompt))
-        out.flush()
-        for token in generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache):
-            text = decoder.feed([token])
-            if text:
-                out.write(text)
-                out.flush()
-        out.write(decoder.flush() + "\n")
-        out.flush()
+        tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache)
+        write_stream(prompt, tokens, StreamDecoder(), out)
     return 0
 
 

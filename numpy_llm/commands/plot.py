@@ -8,7 +8,7 @@ rate in a panel below them.
 Needs matplotlib (``pip install matplotlib``); without it, one line on stderr and exit code 2.
 """
 from ..plots import plot_losses
-from ..checkpoint import companion_path
+from ..files import companion_path
 
 
 def configure(parser):

@@ -3,6 +3,7 @@ Under an MPI launcher (``mpiexec -n 4 python cli.py train ...``) every rank runs
 trains the same model together (distributed.py); rank 0 builds or loads the run and sends it.
 """
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -14,15 +15,16 @@ import numpy as np
 
 from ..backend import Backend
 from ..blas import set_blas_threads
-from ..checkpoint import (check_writable, companion_path, load_checkpoint, new_run, read_checkpoint, run_bytes,
-                          run_from_record)
+from ..checkpoint import load_checkpoint, new_run, read_checkpoint, run_bytes, run_from_record
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
 from ..export import read_weights
-from ..generate import generate
+from ..files import check_writable, companion_path, run_files
+from ..generate import generate, write_stream
 from ..host_memory import keep_freed_memory
 from ..model import ModelConfig
+from ..run_lock import hold_run_lock
 from ..runner import ThreadRunner, available_cores, check_workers, default_workers
 from ..settings import TrainSettings
 from ..tokenizer import StreamDecoder, encode
@@ -92,10 +94,17 @@ def run(args):
             from ..nccl_sum import NcclSum
             device_sum = NcclSum(world.comm, world.local_rank, world.local_size)
 
-    def start():
-        check_writable(args.ckpt)
-        return _resumed_run(args, given, xp_name) if args.resume else _new_run(args, given, xp_name)
-    run = start() if world is None else _shared_run(world, start, xp_name)
+    with contextlib.ExitStack() as held:
+        def start():
+            check_writable(args.ckpt)
+            held.enter_context(hold_run_lock(args.ckpt))    # one run per checkpoint, for the run's whole life
+            return _resumed_run(args, given, xp_name) if args.resume else _new_run(args, given, xp_name)
+        run = start() if world is None else _shared_run(world, start, xp_name)
+        return _train(args, world, run, xp_name, device_sum)
+
+
+def _train(args, world, run, xp_name, device_sum):
+    """Train the run that start() made: data, runner, the loop, and how it ends."""
     settings, config = run.settings, run.model.config
     corpus = open_corpus(settings.data)
     data_name = settings.data or BUILTIN_NAME
@@ -106,10 +115,9 @@ def run(args):
             raise UsageError(f"--batch-size {settings.batch_size} is smaller than the {world.size} ranks: "
                              f"every rank needs at least one row of the batch")
     if not args.resume and (world is None or world.rank == 0):
-        for suffix in (".metrics.jsonl", ".best.npz"):   # a new run starts a new log and a new best
-            companion = companion_path(args.ckpt, suffix)
-            if os.path.exists(companion):
-                os.remove(companion)                # (an existing run is replaced only with --overwrite)
+        for path in run_files(args.ckpt)[1:]:         # a new run starts a new log and a new best
+            if os.path.exists(path):
+                os.remove(path)                     # (_new_run refused unless --overwrite was given)
 
     keep_freed_memory()                             # reuse freed host memory between steps (host_memory.py)
     log = lambda line: print(line, file=sys.stderr, flush=True)
@@ -220,15 +228,9 @@ def _resumed_run(args, given, xp_name):
 
 
 def _print_sample(model, n_tokens, seed):
-    decoder = StreamDecoder()
-    out = sys.stdout
-    prompt = encode("\n")
     print("--- sample ---", file=sys.stderr, flush=True)
-    for token in generate(model, prompt, n_tokens, temperature=0.8, top_k=40,
-                          rng=np.random.default_rng(seed)):
-        out.write(decoder.feed([token]))
-    out.write(decoder.flush() + "\n")
-    out.flush()
+    tokens = generate(model, encode("\n"), n_tokens, temperature=0.8, top_k=40, rng=np.random.default_rng(seed))
+    write_stream([], tokens, StreamDecoder(), sys.stdout)
 
 
 def _pick(given, names):
@@ -236,8 +238,10 @@ def _pick(given, names):
 
 
 def _refuse_overwrite(path, overwrite):
+    """A new run replaces no file of an earlier run unless --overwrite says so."""
     if os.path.isdir(path):
         raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
-    if os.path.exists(path) and not overwrite:
-        raise UsageError(f"{path} already exists; pass --resume to continue that run, --overwrite to "
-                         f"replace it, or --ckpt to choose another file")
+    existing = [name for name in run_files(path) if os.path.lexists(name)]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
+                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")

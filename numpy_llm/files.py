@@ -1,0 +1,61 @@
+"""The files of a run and how they are written.
+
+    ckpt.npz            the latest checkpoint (checkpoint.py)
+    ckpt.best.npz       the checkpoint with the best validation loss so far
+    ckpt.metrics.jsonl  one JSON record per log line and evaluation (train.py)
+    ckpt.lock           held by the run that writes them (run_lock.py)
+
+Every write is atomic: the file is written under a temporary name in the same folder, flushed
+to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
+"""
+import os
+import tempfile
+
+from .errors import UsageError
+
+
+def companion_path(ckpt_path, suffix):
+    """ckpt.npz -> ckpt<suffix>: the files that go beside a checkpoint (ckpt.best.npz, ckpt.metrics.jsonl)."""
+    root = ckpt_path[:-4] if ckpt_path.endswith(".npz") else ckpt_path
+    return root + suffix
+
+
+def run_files(ckpt_path):
+    """The files a run writes under its checkpoint's name: the latest, the best, the metrics log."""
+    return [ckpt_path, companion_path(ckpt_path, ".best.npz"), companion_path(ckpt_path, ".metrics.jsonl")]
+
+
+def atomic_write(path, write):
+    """Call write(file) on a temporary file beside ``path``, then rename it into place.  A symbolic
+    link is written through: its target gets the new contents, the link stays a link."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())     # the permissions any new file gets (not mkstemp's 0600)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+def _umask():
+    mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
+def check_writable(path):
+    """UsageError unless a file can be created in ``path``'s folder (before a run computes for an hour)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None

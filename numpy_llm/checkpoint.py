@@ -4,6 +4,7 @@ they hold (``save_run`` / ``load_run``), the one place that knows what a run is.
 Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=False)`` reads it):
 
     param/<name>     every parameter, by its registry name (float32 or float64)
+    tokenizer/...    the tokenizer's merges and ids (tokenizer_files.py; absent: the byte tokenizer)
     adam_m/<name>    AdamW first moments       (absent in a weights-only export)
     adam_v/<name>    AdamW second moments
     meta             a 0-d string: JSON with format_version, model config, training flags,
@@ -25,19 +26,21 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend, to_numpy
+from .bpe import BYTES, Tokenizer
 from .errors import InvalidSetting, UsageError
 from .files import atomic_write
 from .model import ModelConfig, TinyTransformerLM, param_shapes
 from .optim import AdamW
 from .settings import TrainSettings
+from .tokenizer_files import tokenizer_arrays, tokenizer_from_arrays
 
 FORMAT_VERSION = 1
 MOMENTS = {"adam_m/": "m", "adam_v/": "v"}         # array-name prefix -> AdamW attribute
 
 
-def save_checkpoint(path, params, meta, optimizer=None):
-    """Write params (name -> array), optimizer moments and meta (a JSON-able dict) atomically."""
-    arrays = checkpoint_arrays(params, optimizer)
+def save_checkpoint(path, params, meta, optimizer=None, tokenizer=BYTES):
+    """Write params (name -> array), optimizer moments, the tokenizer and meta (a JSON-able dict) atomically."""
+    arrays = checkpoint_arrays(params, optimizer, tokenizer)
     atomic_write(path, lambda f: write_checkpoint(f, arrays, meta))
 
 
@@ -46,9 +49,10 @@ def write_checkpoint(file, arrays, meta):
     np.savez(file, **arrays, meta=np.array(json.dumps(dict(meta, format_version=FORMAT_VERSION))))
 
 
-def checkpoint_arrays(params, optimizer=None):
+def checkpoint_arrays(params, optimizer=None, tokenizer=BYTES):
     """The arrays of a checkpoint, by entry name, as NumPy arrays on the host."""
     arrays = {f"param/{name}": to_numpy(p) for name, p in params.items()}
+    arrays.update(tokenizer_arrays(tokenizer))
     if optimizer is not None:
         for prefix, attribute in MOMENTS.items():
             arrays.update({prefix + name: to_numpy(a) for name, a in getattr(optimizer, attribute).items()})
@@ -108,11 +112,20 @@ def params_from_arrays(arrays, config, path):
 
 
 def load_model(path, backend=None):
-    """A model from a checkpoint: (TinyTransformerLM, meta).  UsageError on a bad file."""
+    """A model from a checkpoint: (TinyTransformerLM, meta, its Tokenizer).  UsageError on a bad file."""
     arrays, meta = load_checkpoint(path)
     config = config_from_meta(meta, path)
     model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
-    return model, meta
+    return model, meta, checked_tokenizer(arrays, config, path)
+
+
+def checked_tokenizer(arrays, config, path):
+    """The checkpoint's tokenizer, whose vocabulary must be the model's."""
+    tokenizer = tokenizer_from_arrays(arrays, path)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UsageError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but the model "
+                         f"{config.vocab_size}")
+    return tokenizer
 
 
 @dataclass
@@ -131,27 +144,28 @@ class Run:
     settings: TrainSettings
     rng: Any                    # the NumPy Generator that draws batches and dropout masks
     state: RunState
+    tokenizer: Tokenizer = BYTES  # text <-> the ids the model reads
     workers: int = 1            # the threads the run was trained with (runner.py)
     ranks: int = 1              # the processes it was trained on (distributed.py)
 
 
-def new_run(config, settings, backend, workers=1, params=None):
+def new_run(config, settings, backend, workers=1, params=None, tokenizer=BYTES):
     """A fresh run at step 0 with fresh AdamW: parameters ``params`` (host arrays) if given, else
     initialised from settings.seed."""
     model = TinyTransformerLM(config, backend, seed=settings.seed, params=params)
     return Run(model, _optimizer(model, settings), settings, np.random.default_rng(settings.seed),
-               RunState(), workers)
+               RunState(), tokenizer, workers)
 
 
 def save_run(path, run):
     """Write the whole run to ``path`` atomically."""
-    save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer)
+    save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer, run.tokenizer)
 
 
 def run_bytes(run):
     """The run as its checkpoint file's bytes, in memory (rank 0 sends them to the other ranks)."""
     buffer = io.BytesIO()
-    write_checkpoint(buffer, checkpoint_arrays(run.model.params, run.optimizer), _run_meta(run))
+    write_checkpoint(buffer, checkpoint_arrays(run.model.params, run.optimizer, run.tokenizer), _run_meta(run))
     return buffer.getvalue()
 
 
@@ -192,7 +206,8 @@ def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_ov
     state = RunState(step=int(meta["step"]), best_val_loss=_float(meta.get("best_val_loss"), math.inf),
                      val_loss=_float(meta.get("val_loss"), math.nan))
     workers, ranks = (meta.get(name) for name in ("workers", "ranks"))
-    return Run(model, optimizer, settings, rng, state, workers if isinstance(workers, int) and workers >= 1 else 1,
+    return Run(model, optimizer, settings, rng, state, checked_tokenizer(arrays, config, path),
+               workers if isinstance(workers, int) and workers >= 1 else 1,
                ranks if isinstance(ranks, int) and ranks >= 1 else 1)
 
 

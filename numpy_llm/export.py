@@ -25,7 +25,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .checkpoint import config_from_meta, load_checkpoint, params_from_arrays
+from .bpe import BYTES
+from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
 from .model import ModelConfig, param_shapes
 from .tokenizer import VOCAB_SIZE
@@ -154,22 +155,22 @@ def import_hf(model_dir):
 
 
 def read_weights(path, flags=None):
-    """(params, ModelConfig) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
+    """(params, ModelConfig, Tokenizer) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
 
     ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
     stored sizes (UsageError); a ``dropout`` among them replaces the stored one."""
     if os.path.isdir(path):
-        params, config = import_hf(path)
+        (params, config), tokenizer = import_hf(path), BYTES
     else:
         arrays, meta = load_checkpoint(path)
         config = config_from_meta(meta, path)
-        params = params_from_arrays(arrays, config, path)
+        params, tokenizer = params_from_arrays(arrays, config, path), checked_tokenizer(arrays, config, path)
     flags = dict(flags or {})
     for name, value in flags.items():
         if name != "dropout" and value != getattr(config, name):
             raise UsageError(f"--{name.replace('_', '-')} {value} does not match {path}'s {getattr(config, name)}; "
                              f"--init-from takes the model's sizes from it (drop the flag)")
-    return params, replace(config, dropout=flags.get("dropout", config.dropout))
+    return params, replace(config, dropout=flags.get("dropout", config.dropout)), tokenizer
 
 
 def _read_json(path):

@@ -37,8 +37,11 @@ class TrainSettings:
     log_interval: int = setting(10, "log a line every this many steps")
     val_frac: float = setting(0.1, "fraction of the data (its end) held out for validation")
     seed: int = setting(1337, "random seed (initialisation, batches, dropout)")
-    data: Optional[str] = setting(None, "training text (any file: read as raw bytes); "
-                                        "default: the built-in Shakespeare sample")
+    data: Optional[str] = setting(None, "training text (any file: read as raw bytes), or its token ids (.npy) "
+                                        "from python cli.py tokenizer encode; default: the built-in Shakespeare sample")
+    val_data: Optional[str] = setting(None, "validation text (or token ids), instead of the last --val-frac of --data")
+    tokenizer: Optional[str] = setting(None, "tokenizer folder of a new run (tokenizer.json, or GPT-2's vocab.json "
+                                             "+ merges.txt; python cli.py tokenizer train makes one); default: bytes")
 
     def __post_init__(self):
         for name in COUNTS:

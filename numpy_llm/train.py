@@ -91,9 +91,10 @@ def measure(runner, train_data, val_data, settings, step):
     return estimate_loss(runner, train_data, settings, seed), estimate_loss(runner, val_data, settings, seed)
 
 
-def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None):
+def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None, val_bytes_per_token=1.0):
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
-    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
+    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.  ``val_bytes_per_token``
+    (the validation text's bytes over its tokens) turns the validation loss into bits per byte.
 
     Raises TrainingError on a non-finite loss or gradient norm (read on logging steps, at
     evaluations and before every checkpoint write, never saved) or when a checkpoint or the metrics log cannot be
@@ -156,14 +157,15 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
         def evaluate():
             """(train loss, val loss) at this step, recorded; every rank takes part."""
             train_loss, val_loss = measure(runner, train_data, val_data, settings, state.step)
-            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss)
+            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss,
+                   val_bits_per_byte=bits_per_byte(val_loss, val_bytes_per_token))
             return train_loss, val_loss
 
         # Step 0 is logged and recorded only: nothing is trained yet, so no checkpoint and no best
         # (best tracking starts at the first trained evaluation); no replica check either, every
         # rank holds the parameters rank 0 sent.
         if evaluate_first:
-            log(eval_line(state.step, *evaluate()))
+            log(eval_line(state.step, *evaluate(), val_bytes_per_token))
             interval_start = run_start = time.perf_counter()
         while state.step < end:
             if runner.any_rank(stop.requested):
@@ -199,7 +201,8 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 if improved:                      # the best first: the checkpoint never names a best not on disk
                     save(companion_path(ckpt_path, ".best.npz"))
                 save()
-                log(f"{eval_line(state.step, train_loss, state.val_loss)}{' (best)' if improved else ''} "
+                log(f"{eval_line(state.step, train_loss, state.val_loss, val_bytes_per_token)}"
+                    f"{' (best)' if improved else ''} "
                     f"| saved {ckpt_path}")
                 interval_start = time.perf_counter()
             elif settings.save_interval and state.step % settings.save_interval == 0:
@@ -209,10 +212,16 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     return "done"
 
 
-def eval_line(step, train_loss, val_loss):
-    """The log line of an evaluation: both losses in nats per byte, validation also in bits."""
+def bits_per_byte(loss, bytes_per_token=1.0):
+    """A mean loss in nats per token -> bits per byte of text."""
+    return loss / bytes_per_token / math.log(2)
+
+
+def eval_line(step, train_loss, val_loss, val_bytes_per_token=1.0):
+    """The log line of an evaluation: both losses in nats per token (per byte, for a byte model),
+    validation also in bits per byte."""
     return (f"eval step {step}: train loss {train_loss:.4f} | val loss {val_loss:.4f} "
-            f"({val_loss / math.log(2):.3f} bits/byte)")
+            f"({bits_per_byte(val_loss, val_bytes_per_token):.3f} bits/byte)")
 
 
 def trim_metrics(metrics_path, first_step):

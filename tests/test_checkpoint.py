@@ -48,7 +48,7 @@ def test_loads_without_pickle_and_into_a_model(tmp_path):
     path, model, _, _ = saved(tmp_path)
     with np.load(path, allow_pickle=False) as npz:      # a stranger's checkpoint can't run code
         assert "meta" in npz.files
-    loaded, meta = load_model(path)
+    loaded, meta, _ = load_model(path)
     assert loaded.config == CONFIG
     for name in model.params:
         np.testing.assert_array_equal(loaded.params[name], model.params[name])

@@ -9,6 +9,7 @@ Every write is atomic: the file is written under a temporary name in the same fo
 to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
 """
 import os
+import stat
 import tempfile
 
 from .errors import UsageError
@@ -48,6 +49,30 @@ def _umask():
     mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
     os.umask(mask)
     return mask
+
+
+FILE_KINDS = {stat.S_ISFIFO: "FIFO (named pipe)", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+              stat.S_ISSOCK: "socket"}
+
+
+def check_readable_file(path, what):
+    """UsageError unless ``path`` is a regular file (not a folder, pipe or device, whose reads may
+    never end) that this process may read; ``what`` names it ("checkpoint", "data file", ...)."""
+    if not path:
+        raise UsageError(f"the {what} path is empty")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{what} path is a directory, not a file: {path}")
+    kind = next((name for is_kind, name in FILE_KINDS.items() if is_kind(mode)), None)
+    if kind is not None:
+        raise UsageError(f"{what} path is a {kind}, not a regular file: {path}")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot read {what} {path}: permission denied")
 
 
 def check_writable(path):

@@ -84,3 +84,16 @@ def check_writable(path):
             pass
     except OSError as exc:
         raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None
+
+
+def refuse_overwrite(path, overwrite):
+    """A new run on checkpoint ``path`` replaces no file of an earlier run unless ``overwrite``
+    (--overwrite) says so, and never replaces a folder, a pipe or a device."""
+    if os.path.isdir(path):
+        raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
+    if os.path.exists(path):
+        check_readable_file(path, "--ckpt")
+    existing = [name for name in run_files(path) if os.path.lexists(name)]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
+                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")

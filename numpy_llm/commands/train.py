@@ -16,13 +16,15 @@ import numpy as np
 from ..backend import Backend
 from ..blas import set_blas_threads
 from ..checkpoint import load_checkpoint, new_run, read_checkpoint, run_bytes, run_from_record
+from ..checkpoint_meta import saved_settings
 from ..data import BUILTIN_NAME, open_corpus, split_train_val
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
 from ..export import read_weights
-from ..files import check_writable, companion_path, run_files
+from ..files import check_readable_file, check_writable, companion_path, refuse_overwrite, run_files
 from ..generate import generate, write_stream
 from ..host_memory import keep_freed_memory
+from ..memory_budget import check_fits, training_bytes
 from ..model import ModelConfig
 from ..run_lock import hold_run_lock
 from ..runner import ThreadRunner, available_cores, check_workers, default_workers
@@ -84,6 +86,10 @@ def run(args):
         raise UsageError("--resume continues the checkpoint's weights and --init-from starts from PATH's: give one")
     if args.workers is not None:
         check_workers(args.workers, xp_name)        # before anything loads
+    if not args.ckpt:
+        raise UsageError("--ckpt is empty; give a file path such as ckpt.npz")
+    if given.get("data") is not None:
+        check_readable_file(given["data"], "data file")     # before a checkpoint is read or a lock taken
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     device_sum = None
@@ -203,11 +209,15 @@ def _end(world, code):
 
 
 def _new_run(args, given, xp_name):
-    _refuse_overwrite(args.ckpt, args.overwrite)
+    refuse_overwrite(args.ckpt, args.overwrite)
     settings = TrainSettings(**_pick(given, TRAIN_DEFAULTS))
     flags = _pick(given, MODEL_FLAGS)
+    backend = Backend(xp_name, given.get("dtype", "float32"))
     params, config = (None, ModelConfig(**flags)) if args.init_from is None else read_weights(args.init_from, flags)
-    return new_run(config, settings, Backend(xp_name, given.get("dtype", "float32")), params=params)
+    check_fits(training_bytes(config, settings.batch_size, np.dtype(backend.dtype_name).itemsize),
+               f"training a {config.n_layer}-layer, width-{config.n_embd}, context-{config.block_size} model on "
+               f"batches of {settings.batch_size}", backend.name)
+    return new_run(config, settings, backend, params=params)
 
 
 def _resumed_run(args, given, xp_name):
@@ -220,10 +230,10 @@ def _resumed_run(args, given, xp_name):
     if run.state.step >= run.settings.steps:
         raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
                          f"{run.state.step} (it is {run.settings.steps})")
-    saved = meta.get("train")
-    warning = isinstance(saved, dict) and run.settings.resume_warning(TrainSettings.from_dict(saved), run.state.step)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
+    saved = saved_settings(meta, args.ckpt)
+    warnings = (run.settings.resume_warning(saved, run.state.step), run.settings.batches_warning(saved)) if saved else ()
+    for warning in filter(None, warnings):
+            print(warning, file=sys.stderr, flush=True)
     return run
 
 
@@ -235,13 +245,3 @@ def _print_sample(model, n_tokens, seed):
 
 def _pick(given, names):
     return {name: given[name] for name in names if name in given}
-
-
-def _refuse_overwrite(path, overwrite):
-    """A new run replaces no file of an earlier run unless --overwrite says so."""
-    if os.path.isdir(path):
-        raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
-    existing = [name for name in run_files(path) if os.path.lexists(name)]
-    if existing and not overwrite:
-        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
-                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")

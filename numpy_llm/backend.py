@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy
 
-CUPY_INSTALL_HINT = "install CuPy with its CUDA libraries: pip install -e \".[gpu]\" (cupy-cuda12x[ctk])"
+CUPY_INSTALL_HINT = ("install CuPy for this machine's CUDA: pip install -e \".[gpu]\" (cupy-cuda12x[ctk], CUDA 12) "
+                     "or pip install -e \".[gpu13]\" (cupy-cuda13x[ctk], CUDA 13)")
 DTYPES = ("float32", "float64")
 
 
@@ -45,7 +46,8 @@ def load_cupy():
         n_gpus = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # no driver, or one too old for CuPy's CUDA: CuPy raises its own types
         raise BackendError(f"--xp cupy found CuPy but no usable NVIDIA driver ({first_line(exc)}); use --xp numpy, "
-                           f"or run on a machine with an NVIDIA GPU and a driver for CUDA 12") from None
+                           f"or run on a machine with an NVIDIA GPU and a driver for CuPy's CUDA (R525 or newer for "
+                           f"cupy-cuda12x, R580 or newer for cupy-cuda13x)") from None
     if n_gpus < 1:
         raise BackendError("--xp cupy found CuPy but no GPU is visible; use --xp numpy")
     try:

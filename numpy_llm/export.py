@@ -28,6 +28,7 @@ import numpy as np
 from .bpe import BYTES
 from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
+from .memory_budget import check_fits, param_count
 from .model import ModelConfig, param_shapes
 from .tokenizer import VOCAB_SIZE
 
@@ -125,6 +126,7 @@ def import_hf(model_dir):
     other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
     safetensors = _safetensors()
     config = config_from_hf(_read_json(os.path.join(model_dir, CONFIG_FILE)), model_dir)
+    check_fits(param_count(config) * 4, f"the weights in {model_dir}")     # float32 or more each
     path = os.path.join(model_dir, WEIGHTS_FILE)
     if not os.path.isfile(path):
         raise UsageError(f"{model_dir} has no {WEIGHTS_FILE} (a sharded or PyTorch-pickle folder "
@@ -144,14 +146,23 @@ def import_hf(model_dir):
         tensor = tensors.pop(key)
         if tensor.shape != shape:
             raise UsageError(f"{path}: {key} has shape {tensor.shape}, expected {shape}")
+        if tensor.dtype.kind != "f":                  # the checkpoint reader's rule: floats only
+            raise UsageError(f"{path}: {key} holds {tensor.dtype} values, not floats")
         if not np.all(np.isfinite(tensor)):
             raise UsageError(f"{path}: {key} holds non-finite values")
-        params[name] = tensor if tensor.dtype in (np.float32, np.float64) else tensor.astype(np.float32)
+        params[name] = tensor
     if tensors:
         raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {sorted(tensors)[0]}")
     if head is not None and not np.array_equal(head, params["wte"]):
         raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
-    return params, config
+    return _one_float_dtype(params), config
+
+
+def _one_float_dtype(params):
+    """All float64 stays float64; any other floats, or a mix, become float32 (what export writes back)."""
+    if all(p.dtype == np.float64 for p in params.values()):
+        return params
+    return {name: p.astype(np.float32, copy=False) for name, p in params.items()}
 
 
 def read_weights(path, flags=None):

@@ -22,19 +22,18 @@ every evaluation after a step checks that the ranks' parameters are still identi
 itself (model, AdamW, settings, generator, step) is a checkpoint.Run, saved with
 checkpoint.save_run.
 """
-import contextlib
 import json
 import math
-import os
 import sys
 import time
 
 import numpy as np
 
 from .checkpoint import save_run
-from .files import atomic_write, companion_path
+from .files import companion_path
 from .data import get_batch
 from .errors import TrainingError
+from .metrics_log import closed_on_exit, trim_metrics
 from .optim import clip_grads_on_device
 from .stopping import StopRequest
 
@@ -140,16 +139,19 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
             checked()                             # on every rank: all of them stop together
         if not writer:
             return
-        writing(path, lambda: save_run(path, run))
+        with stop.finish_first():                 # a second signal lets the checkpoint be written whole
+            writing(path, lambda: save_run(path, run))
         if path == ckpt_path:
             last_saved[0] = state.step
 
     evaluate_first = state.step == 0              # the curves' starting point, before any step
     if writer:
         first_record = 0 if evaluate_first else state.step + 1
-        writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
-    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else contextlib.nullcontext()
-    with metrics_file as metrics, StopRequest() as stop:
+        dropped = writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
+        if dropped:
+            log(f"warning: {metrics_path} had {dropped} unreadable line(s) (not UTF-8 JSON); they are dropped")
+    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else None
+    with closed_on_exit(metrics_file, writing, metrics_path) as metrics, StopRequest() as stop:
         def record(**fields):
             if writer:
                 writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
@@ -222,25 +224,6 @@ def eval_line(step, train_loss, val_loss, val_bytes_per_token=1.0):
     validation also in bits per byte."""
     return (f"eval step {step}: train loss {train_loss:.4f} | val loss {val_loss:.4f} "
             f"({bits_per_byte(val_loss, val_bytes_per_token):.3f} bits/byte)")
-
-
-def trim_metrics(metrics_path, first_step):
-    """Drop the records of step ``first_step`` on: the run about to start writes them again (a
-    resumed run redoes the steps after its checkpoint's), so each step is logged once."""
-    if not os.path.exists(metrics_path):
-        return
-    with open(metrics_path) as f:
-        lines = f.readlines()
-    kept = [line for line in lines if _record_step(line) < first_step]
-    if len(kept) != len(lines):
-        atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
-
-
-def _record_step(line):
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return math.inf                                  # an unreadable (half-written) line: dropped
 
 
 def _duration(seconds):

@@ -7,9 +7,12 @@ import numpy as np
 from ..backend import Backend
 from ..checkpoint import load_model
 from ..errors import UsageError
+from ..files import check_readable_file
 from ..generate import generate, write_stream
 from ..tokenizer import StreamDecoder
 from .options import add_array_module_flags, array_module_name
+
+PROMPT_LIMIT = 1 << 20          # bytes read from --prompt-file at most
 
 
 def configure(parser):
@@ -64,13 +67,19 @@ def _validate(args):
         raise UsageError("give --prompt or --prompt-file, not both")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be positive, not {args.num_samples}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {args.seed}")
 
 
 def _read_prompt(args):
     if args.prompt_file is not None:
+        check_readable_file(args.prompt_file, "prompt file")
         try:
             with open(args.prompt_file, "rb") as f:
-                data = f.read()
+                data = f.read(PROMPT_LIMIT + 1)
+            if len(data) > PROMPT_LIMIT:
+                raise UsageError(f"prompt file {args.prompt_file} holds more than {PROMPT_LIMIT:,} bytes; "
+                                 f"the model sees only its last context's worth anyway")
         except OSError as exc:
             raise UsageError(f"cannot read prompt file {args.prompt_file}: {exc.strerror or exc}") from None
     else:

@@ -18,7 +18,7 @@ from ..checkpoint import read_checkpoint, run_bytes, run_from_record
 from ..data import BUILTIN_NAME
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
-from ..files import check_writable, companion_path, run_files
+from ..files import check_readable_file, check_writable, companion_path, run_files
 from ..generate import generate, write_stream
 from ..host_memory import keep_freed_memory
 from ..run_lock import hold_run_lock
@@ -81,6 +81,10 @@ def run(args):
         raise UsageError("--resume continues the checkpoint's weights and --init-from starts from PATH's: give one")
     if args.workers is not None:
         check_workers(args.workers, xp_name)        # before anything loads
+    if not args.ckpt:
+        raise UsageError("--ckpt is empty; give a file path such as ckpt.npz")
+    if given.get("data") is not None:
+        check_readable_file(given["data"], "data file")     # before a checkpoint is read or a lock taken
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     device_sum = None

@@ -1,15 +1,18 @@
 """How ``python cli.py train`` gets its run: a new one, from the flags (``--tokenizer``,
 ``--init-from``), or the one saved in ``--ckpt`` (``--resume``), checked against the flags given."""
-import os
 import sys
 from dataclasses import fields
+
+import numpy as np
 
 from ..backend import Backend
 from ..bpe import BYTES
 from ..checkpoint import load_checkpoint, new_run, run_from_record
+from ..checkpoint_meta import saved_settings
 from ..errors import UsageError
 from ..export import read_weights
-from ..files import run_files
+from ..files import refuse_overwrite
+from ..memory_budget import check_fits, training_bytes
 from ..model import ModelConfig
 from ..settings import TrainSettings
 from ..tokenizer_files import load_tokenizer
@@ -30,8 +33,11 @@ def new_run_from_flags(args, given, xp_name):
         if settings.tokenizer is not None and load_tokenizer(settings.tokenizer).fingerprint() != tokenizer.fingerprint():
             raise UsageError(f"--tokenizer {settings.tokenizer} is not the tokenizer of {args.init_from}; "
                              f"a model keeps its tokenizer (drop the flag)")
-    return new_run(config, settings, Backend(xp_name, given.get("dtype", "float32")), params=params,
-                   tokenizer=tokenizer)
+    backend = Backend(xp_name, given.get("dtype", "float32"))
+    check_fits(training_bytes(config, settings.batch_size, np.dtype(backend.dtype_name).itemsize),
+               f"training a {config.n_layer}-layer, width-{config.n_embd}, context-{config.block_size} model on "
+               f"batches of {settings.batch_size}", backend.name)
+    return new_run(config, settings, backend, params=params, tokenizer=tokenizer)
 
 
 def resumed_run(args, given, xp_name):
@@ -47,22 +53,12 @@ def resumed_run(args, given, xp_name):
     if run.state.step >= run.settings.steps:
         raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
                          f"{run.state.step} (it is {run.settings.steps})")
-    saved = meta.get("train")
-    warning = isinstance(saved, dict) and run.settings.resume_warning(TrainSettings.from_dict(saved), run.state.step)
-    if warning:
+    saved = saved_settings(meta, args.ckpt)
+    warnings = (run.settings.resume_warning(saved, run.state.step), run.settings.batches_warning(saved)) if saved else ()
+    for warning in filter(None, warnings):
         print(warning, file=sys.stderr, flush=True)
     return run
 
 
 def pick(given, names):
     return {name: given[name] for name in names if name in given}
-
-
-def refuse_overwrite(path, overwrite):
-    """A new run replaces no file of an earlier run unless --overwrite says so."""
-    if os.path.isdir(path):
-        raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
-    existing = [name for name in run_files(path) if os.path.lexists(name)]
-    if existing and not overwrite:
-        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
-                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")

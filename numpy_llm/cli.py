@@ -15,6 +15,7 @@ from .stopping import Stopped, stop_on_signals
 
 COMMANDS = {
     "train": "train a model on a text (or any) file",
+    "tokenizer": "learn a byte-level BPE vocabulary from a text (train), or encode a text into token ids (encode)",
     "generate": "generate text from a checkpoint",
     "gradcheck": "check every handwritten backward against finite differences",
     "check": "grade a backward you wrote in an exercises/ file against finite differences",

@@ -14,7 +14,6 @@ import numpy as np
 
 from .backend import to_numpy
 from .kv_cache import KVCache
-from .model import model_forward
 from .sampling import sample_next
 
 
@@ -23,7 +22,7 @@ def last_logits(model, context_ids, kv_cache=None):
 
     With a kv_cache, context_ids are only the positions not yet in the cache."""
     idx = model.backend.asarray(context_ids[None, :], dtype="int64")
-    logits, _ = model_forward(model.params, model.config, idx, kv_cache=kv_cache, block=model.block)
+    logits, _ = model.forward(idx, kv_cache=kv_cache)
     return to_numpy(logits[0, -1])
 
 

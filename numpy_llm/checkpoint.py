@@ -4,6 +4,7 @@ they hold (``save_run`` / ``load_run``), the one place that knows what a run is.
 Layout (every entry a plain NumPy array, so ``numpy.load(path, allow_pickle=False)`` reads it):
 
     param/<name>     every parameter, by its registry name (float32 or float64)
+    tokenizer/...    the tokenizer's merges and ids (tokenizer_files.py; absent: the byte tokenizer)
     adam_m/<name>    AdamW first moments       (absent in a weights-only export)
     adam_v/<name>    AdamW second moments
     meta             a 0-d string: JSON with format_version, model config, training flags,
@@ -17,27 +18,30 @@ generate on a CPU.
 import io
 import json
 import math
-import os
-import zipfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .backend import Backend, to_numpy
-from .errors import InvalidSetting, UsageError
-from .files import atomic_write
-from .model import ModelConfig, TinyTransformerLM, param_shapes
+from .bpe import BYTES, Tokenizer
+from .checkpoint_file import CheckpointArrays
+from .checkpoint_meta import check_meta, model_config
+from .errors import UsageError
+from .files import atomic_write, check_readable_file
+from .memory_budget import check_fits, generation_bytes, param_count, training_bytes
+from .model import TinyTransformerLM, param_shapes
 from .optim import AdamW
 from .settings import TrainSettings
+from .tokenizer_files import tokenizer_arrays, tokenizer_from_arrays
 
 FORMAT_VERSION = 1
 MOMENTS = {"adam_m/": "m", "adam_v/": "v"}         # array-name prefix -> AdamW attribute
 
 
-def save_checkpoint(path, params, meta, optimizer=None):
-    """Write params (name -> array), optimizer moments and meta (a JSON-able dict) atomically."""
-    arrays = checkpoint_arrays(params, optimizer)
+def save_checkpoint(path, params, meta, optimizer=None, tokenizer=BYTES):
+    """Write params (name -> array), optimizer moments, the tokenizer and meta (a JSON-able dict) atomically."""
+    arrays = checkpoint_arrays(params, optimizer, tokenizer)
     atomic_write(path, lambda f: write_checkpoint(f, arrays, meta))
 
 
@@ -46,9 +50,10 @@ def write_checkpoint(file, arrays, meta):
     np.savez(file, **arrays, meta=np.array(json.dumps(dict(meta, format_version=FORMAT_VERSION))))
 
 
-def checkpoint_arrays(params, optimizer=None):
+def checkpoint_arrays(params, optimizer=None, tokenizer=BYTES):
     """The arrays of a checkpoint, by entry name, as NumPy arrays on the host."""
     arrays = {f"param/{name}": to_numpy(p) for name, p in params.items()}
+    arrays.update(tokenizer_arrays(tokenizer))
     if optimizer is not None:
         for prefix, attribute in MOMENTS.items():
             arrays.update({prefix + name: to_numpy(a) for name, a in getattr(optimizer, attribute).items()})
@@ -56,63 +61,71 @@ def checkpoint_arrays(params, optimizer=None):
 
 
 def load_checkpoint(path):
-    """Read a checkpoint: (arrays name -> NumPy array, meta dict); UsageError if it is not one."""
-    if not os.path.exists(path):
-        raise UsageError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise UsageError(f"checkpoint path is a directory: {path}")
+    """Open a checkpoint: (its arrays, read when asked for: checkpoint_file.CheckpointArrays, meta dict);
+    UsageError if it is not one."""
+    check_readable_file(path, "checkpoint")
     return read_checkpoint(path, path)
 
 
 def read_checkpoint(file, path):
     """(arrays, meta) from a checkpoint's bytes (a path or a file object; ``path`` names it in
-    errors); UsageError if they are not a checkpoint."""
+    errors): the arrays are read only when asked for, the meta is read and checked against its
+    schema (checkpoint_meta.py); UsageError if they are not a checkpoint."""
+    arrays = CheckpointArrays(file, path)
+    if "meta" not in arrays:
+        raise UsageError(f"{path} is not a numpy_llm checkpoint (no 'meta' entry)")
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except KeyError:
-        raise UsageError(f"{path} is not a numpy_llm checkpoint (no 'meta' entry)") from None
-    except (OSError, ValueError, TypeError, AttributeError, zipfile.BadZipFile, EOFError,
-            json.JSONDecodeError) as exc:                     # (TypeError, AttributeError: an .npy, not an .npz)
-        raise UsageError(f"{path} is not a readable numpy_llm checkpoint "
-                         f"(corrupt or truncated: {type(exc).__name__})") from None
+        meta = json.loads(arrays.read_text("meta"))
+    except json.JSONDecodeError:
+        raise UsageError(f"{path} is not a readable numpy_llm checkpoint (its meta is not JSON)") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise UsageError(f"{path} has checkpoint format {version!r}; this version reads format {FORMAT_VERSION}")
+    check_meta(meta, path)
     return arrays, meta
 
 
 def config_from_meta(meta, path):
-    try:
-        return ModelConfig(**meta["model"])
-    except (KeyError, TypeError, InvalidSetting) as exc:
-        raise UsageError(f"{path} has an unusable model config ({exc})") from None
+    """The model sizes a checkpoint's meta holds."""
+    return model_config(meta, path)
 
 
 def params_from_arrays(arrays, config, path):
-    """The parameter registry from a checkpoint's arrays, checked against the config."""
+    """The parameter registry from a checkpoint's arrays, each checked against the config (its
+    header before it is read) and finite."""
+    check_fits(param_count(config) * 4, f"the weights in {path}")          # float32 or more each
     params = {}
     for name, shape in param_shapes(config).items():
-        key = f"param/{name}"
-        if key not in arrays:
+        if f"param/{name}" not in arrays:
             raise UsageError(f"{path} lacks parameter {name}")
-        if arrays[key].shape != shape:
-            raise UsageError(f"{path}: parameter {name} has shape {arrays[key].shape}, expected {shape}")
-        if arrays[key].dtype.kind != "f":
-            raise UsageError(f"{path}: parameter {name} holds {arrays[key].dtype} values, not floats")
-        if not np.all(np.isfinite(arrays[key])):
-            raise UsageError(f"{path}: parameter {name} holds non-finite values")
-        params[name] = arrays[key]
+        params[name] = _finite(arrays.read(f"param/{name}", shape, "f"), f"parameter {name}", path)
     return params
 
 
+def _finite(array, what, path):
+    if not np.all(np.isfinite(array)):
+        raise UsageError(f"{path}: {what} holds non-finite values")
+    return array
+
+
 def load_model(path, backend=None):
-    """A model from a checkpoint: (TinyTransformerLM, meta).  UsageError on a bad file."""
+    """A model from a checkpoint: (TinyTransformerLM, meta, its Tokenizer).  UsageError on a bad
+    file, or when the model cannot fit in memory."""
     arrays, meta = load_checkpoint(path)
     config = config_from_meta(meta, path)
+    backend = backend or Backend()
+    check_fits(generation_bytes(config, np.dtype(backend.dtype_name).itemsize), f"the model in {path}", backend.name)
     model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
-    return model, meta
+    return model, meta, checked_tokenizer(arrays, config, path)
+
+
+def checked_tokenizer(arrays, config, path):
+    """The checkpoint's tokenizer, whose vocabulary must be the model's."""
+    tokenizer = tokenizer_from_arrays(arrays, path)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UsageError(f"{path}: its tokenizer has {tokenizer.vocab_size} tokens but the model "
+                         f"{config.vocab_size}")
+    return tokenizer
 
 
 @dataclass
@@ -131,27 +144,28 @@ class Run:
     settings: TrainSettings
     rng: Any                    # the NumPy Generator that draws batches and dropout masks
     state: RunState
+    tokenizer: Tokenizer = BYTES  # text <-> the ids the model reads
     workers: int = 1            # the threads the run was trained with (runner.py)
     ranks: int = 1              # the processes it was trained on (distributed.py)
 
 
-def new_run(config, settings, backend, workers=1, params=None):
+def new_run(config, settings, backend, workers=1, params=None, tokenizer=BYTES):
     """A fresh run at step 0 with fresh AdamW: parameters ``params`` (host arrays) if given, else
     initialised from settings.seed."""
     model = TinyTransformerLM(config, backend, seed=settings.seed, params=params)
     return Run(model, _optimizer(model, settings), settings, np.random.default_rng(settings.seed),
-               RunState(), workers)
+               RunState(), tokenizer, workers)
 
 
 def save_run(path, run):
     """Write the whole run to ``path`` atomically."""
-    save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer)
+    save_checkpoint(path, run.model.params, _run_meta(run), run.optimizer, run.tokenizer)
 
 
 def run_bytes(run):
     """The run as its checkpoint file's bytes, in memory (rank 0 sends them to the other ranks)."""
     buffer = io.BytesIO()
-    write_checkpoint(buffer, checkpoint_arrays(run.model.params, run.optimizer), _run_meta(run))
+    write_checkpoint(buffer, checkpoint_arrays(run.model.params, run.optimizer, run.tokenizer), _run_meta(run))
     return buffer.getvalue()
 
 
@@ -178,22 +192,26 @@ def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_ov
     config = config_from_meta(meta, path)
     settings = TrainSettings.from_dict({**meta.get("train", {}), **(settings_overrides or {})})
     backend = Backend(xp_name, dtype or meta.get("dtype", "float32"))
+    itemsize = np.dtype(backend.dtype_name).itemsize
+    check_fits(training_bytes(config, settings.batch_size, itemsize), f"training the model in {path}", xp_name)
     model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
     optimizer = _optimizer(model, settings)
     for prefix, attribute in MOMENTS.items():
         moments = getattr(optimizer, attribute)
         for name in moments:
-            if prefix + name not in arrays or arrays[prefix + name].shape != tuple(moments[name].shape):
+            if prefix + name not in arrays:
                 raise UsageError(f"{path} lacks the optimizer state needed to resume ({prefix + name})")
-            moments[name] = backend.asarray(arrays[prefix + name], dtype=backend.dtype)
-    optimizer.step_count = int(meta.get("adam_step", meta["step"]))
+            moment = _finite(arrays.read(prefix + name, moments[name].shape, "f"), prefix + name, path)
+            if attribute == "v" and np.any(moment < 0):
+                raise UsageError(f"{path}: {prefix + name} (an AdamW second moment) holds negative values")
+            moments[name] = backend.asarray(moment, dtype=backend.dtype)
+    optimizer.step_count = meta.get("adam_step", meta["step"])
     rng = np.random.default_rng(settings.seed)
     rng.bit_generator.state = meta["rng_state"]
-    state = RunState(step=int(meta["step"]), best_val_loss=_float(meta.get("best_val_loss"), math.inf),
+    state = RunState(step=meta["step"], best_val_loss=_float(meta.get("best_val_loss"), math.inf),
                      val_loss=_float(meta.get("val_loss"), math.nan))
-    workers, ranks = (meta.get(name) for name in ("workers", "ranks"))
-    return Run(model, optimizer, settings, rng, state, workers if isinstance(workers, int) and workers >= 1 else 1,
-               ranks if isinstance(ranks, int) and ranks >= 1 else 1)
+    return Run(model, optimizer, settings, rng, state, checked_tokenizer(arrays, config, path),
+               meta.get("workers", 1), meta.get("ranks", 1))
 
 
 def _optimizer(model, s):

@@ -15,6 +15,7 @@ from .stopping import Stopped, stop_on_signals
 
 COMMANDS = {
     "train": "train a model on a text (or any) file",
+    "tokenizer": "learn a byte-level BPE vocabulary from a text (train), or encode a text into token ids (encode)",
     "generate": "generate text from a checkpoint",
     "gradcheck": "check every handwritten backward against finite differences",
     "check": "grade a backward you wrote in an exercises/ file against finite differences",
@@ -28,8 +29,15 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line that points to --help (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog="cli.py"):
-    parser = argparse.ArgumentParser(prog=prog, description="numpy_llm: a byte-level GPT in NumPy "
+    parser = Parser(prog=prog, description="numpy_llm: a byte-level GPT in NumPy "
                                      "with handwritten gradients.")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():

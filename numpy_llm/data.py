@@ -8,12 +8,14 @@
 Batches are gathered on the host (NumPy) and moved to the device once per batch.
 With no data file, a built-in sample (about 60 KB of Shakespeare, public domain) is used.
 """
+import math
 import os
 from importlib import resources
 
 import numpy as np
 
 from .errors import UsageError
+from .files import check_readable_file
 
 BUILTIN_NAME = "built-in Shakespeare sample"
 
@@ -28,10 +30,7 @@ def open_corpus(path):
     """Memory-map a file as bytes, or raise UsageError saying what is wrong with it."""
     if path is None:
         return builtin_sample()
-    if not os.path.exists(path):
-        raise UsageError(f"data file not found: {path}")
-    if os.path.isdir(path):
-        raise UsageError(f"data path is a directory, not a file: {path}")
+    check_readable_file(path, "data file")
     try:
         size = os.path.getsize(path)
         with open(path, "rb"):
@@ -53,10 +52,11 @@ def split_train_val(corpus, val_frac, block_size, name="data"):
     need = block_size + 1
     for split, part in (("training", train), ("validation", val)):
         if len(part) < need:
-            total = int(np.ceil(need / min(val_frac, 1.0 - val_frac)))
+            total = need / min(val_frac, 1.0 - val_frac)
+            bigger = f"a file of at least {math.ceil(total)} bytes, " if total < 2 ** 63 else ""
             raise UsageError(f"{name} is too short: its {split} split has {len(part)} bytes but "
-                             f"block_size {block_size} needs at least {need}; use a file of at least "
-                             f"{total} bytes, a smaller --block-size, or another --val-frac")
+                             f"block_size {block_size} needs at least {need}; use {bigger}a smaller "
+                             f"--block-size, or another --val-frac")
     return train, val
 
 

@@ -25,21 +25,30 @@ losses of a batch of windows go to the host once, where they are summed in float
 """
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from .errors import UsageError
+from .token_data import spelled_bytes
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """The summed loss of ``count`` bytes, in nats (float64)."""
+    """The summed loss of ``count`` tokens, in nats (float64), which spell ``n_bytes`` bytes of
+    text (the same number for the byte tokenizer).  Per byte is the scale on which models with
+    different tokenizers compare: the nats of a text are the nats of its bytes, however cut."""
     nats: float
     count: int
+    n_bytes: Optional[int] = None       # None: one byte per token
+
+    @property
+    def nats_per_token(self):
+        return self.nats / self.count
 
     @property
     def nats_per_byte(self):
-        return self.nats / self.count
+        return self.nats / (self.count if self.n_bytes is None else self.n_bytes)
 
     @property
     def bits_per_byte(self):
@@ -47,7 +56,8 @@ class EvalResult:
 
     @property
     def perplexity(self):
-        return math.exp(self.nats_per_byte)
+        """Per token, as language models report it."""
+        return math.exp(self.nats_per_token)
 
 
 def token_losses(logits, targets, xp):
@@ -98,14 +108,17 @@ def byte_losses(model, data, stride=None, batch_size=32):
         yield losses[scored].astype(np.float64)
 
 
-def evaluate(model, data, stride=None, batch_size=32, progress=None):
-    """The summed loss over x[1 .. n-1] as an EvalResult.
+def evaluate(model, data, stride=None, batch_size=32, progress=None, tokenizer=None):
+    """The summed loss over x[1 .. n-1] as an EvalResult; with a tokenizer (other than bytes),
+    also the bytes those tokens spell.
 
     ``progress(partial_result, total)``, if given, is called after each batch."""
     nats, count, total = 0.0, 0, len(data) - 1
+    n_bytes = None if tokenizer is None or tokenizer.is_bytes else spelled_bytes(data[1:], tokenizer)
     for losses in byte_losses(model, data, stride, batch_size):
         nats += float(losses.sum())
         count += len(losses)
         if progress is not None:
-            progress(EvalResult(nats, count), total)
-    return EvalResult(nats, count)
+            progress(EvalResult(nats, count, None if n_bytes is None else round(n_bytes * count / total)), total)
+    return EvalResult(nats, count, n_bytes)
+

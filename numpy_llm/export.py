@@ -25,8 +25,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .checkpoint import config_from_meta, load_checkpoint, params_from_arrays
+from .bpe import BYTES
+from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
+from .memory_budget import check_fits, param_count
 from .model import ModelConfig, param_shapes
 from .tokenizer import VOCAB_SIZE
 
@@ -124,6 +126,7 @@ def import_hf(model_dir):
     other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
     safetensors = _safetensors()
     config = config_from_hf(_read_json(os.path.join(model_dir, CONFIG_FILE)), model_dir)
+    check_fits(param_count(config) * 4, f"the weights in {model_dir}")     # float32 or more each
     path = os.path.join(model_dir, WEIGHTS_FILE)
     if not os.path.isfile(path):
         raise UsageError(f"{model_dir} has no {WEIGHTS_FILE} (a sharded or PyTorch-pickle folder "
@@ -143,33 +146,42 @@ def import_hf(model_dir):
         tensor = tensors.pop(key)
         if tensor.shape != shape:
             raise UsageError(f"{path}: {key} has shape {tensor.shape}, expected {shape}")
+        if tensor.dtype.kind != "f":                  # the checkpoint reader's rule: floats only
+            raise UsageError(f"{path}: {key} holds {tensor.dtype} values, not floats")
         if not np.all(np.isfinite(tensor)):
             raise UsageError(f"{path}: {key} holds non-finite values")
-        params[name] = tensor if tensor.dtype in (np.float32, np.float64) else tensor.astype(np.float32)
+        params[name] = tensor
     if tensors:
         raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {sorted(tensors)[0]}")
     if head is not None and not np.array_equal(head, params["wte"]):
         raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
-    return params, config
+    return _one_float_dtype(params), config
+
+
+def _one_float_dtype(params):
+    """All float64 stays float64; any other floats, or a mix, become float32 (what export writes back)."""
+    if all(p.dtype == np.float64 for p in params.values()):
+        return params
+    return {name: p.astype(np.float32, copy=False) for name, p in params.items()}
 
 
 def read_weights(path, flags=None):
-    """(params, ModelConfig) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
+    """(params, ModelConfig, Tokenizer) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
 
     ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
     stored sizes (UsageError); a ``dropout`` among them replaces the stored one."""
     if os.path.isdir(path):
-        params, config = import_hf(path)
+        (params, config), tokenizer = import_hf(path), BYTES
     else:
         arrays, meta = load_checkpoint(path)
         config = config_from_meta(meta, path)
-        params = params_from_arrays(arrays, config, path)
+        params, tokenizer = params_from_arrays(arrays, config, path), checked_tokenizer(arrays, config, path)
     flags = dict(flags or {})
     for name, value in flags.items():
         if name != "dropout" and value != getattr(config, name):
             raise UsageError(f"--{name.replace('_', '-')} {value} does not match {path}'s {getattr(config, name)}; "
                              f"--init-from takes the model's sizes from it (drop the flag)")
-    return params, replace(config, dropout=flags.get("dropout", config.dropout))
+    return params, replace(config, dropout=flags.get("dropout", config.dropout)), tokenizer
 
 
 def _read_json(path):

@@ -9,6 +9,7 @@ Every write is atomic: the file is written under a temporary name in the same fo
 to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
 """
 import os
+import stat
 import tempfile
 
 from .errors import UsageError
@@ -50,6 +51,30 @@ def _umask():
     return mask
 
 
+FILE_KINDS = {stat.S_ISFIFO: "FIFO (named pipe)", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
+              stat.S_ISSOCK: "socket"}
+
+
+def check_readable_file(path, what):
+    """UsageError unless ``path`` is a regular file (not a folder, pipe or device, whose reads may
+    never end) that this process may read; ``what`` names it ("checkpoint", "data file", ...)."""
+    if not path:
+        raise UsageError(f"the {what} path is empty")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{what} path is a directory, not a file: {path}")
+    kind = next((name for is_kind, name in FILE_KINDS.items() if is_kind(mode)), None)
+    if kind is not None:
+        raise UsageError(f"{what} path is a {kind}, not a regular file: {path}")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot read {what} {path}: permission denied")
+
+
 def check_writable(path):
     """UsageError unless a file can be created in ``path``'s folder (before a run computes for an hour)."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -59,3 +84,16 @@ def check_writable(path):
             pass
     except OSError as exc:
         raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None
+
+
+def refuse_overwrite(path, overwrite):
+    """A new run on checkpoint ``path`` replaces no file of an earlier run unless ``overwrite``
+    (--overwrite) says so, and never replaces a folder, a pipe or a device."""
+    if os.path.isdir(path):
+        raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
+    if os.path.exists(path):
+        check_readable_file(path, "--ckpt")
+    existing = [name for name in run_files(path) if os.path.lexists(name)]
+    if existing and not overwrite:
+        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
+                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")

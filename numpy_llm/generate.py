@@ -13,6 +13,7 @@ changes); the bytes produced are identical to a full recompute.
 import numpy as np
 
 from .backend import to_numpy
+from .errors import UsageError
 from .kv_cache import KVCache
 from .sampling import sample_next
 
@@ -22,8 +23,13 @@ def last_logits(model, context_ids, kv_cache=None):
 
     With a kv_cache, context_ids are only the positions not yet in the cache."""
     idx = model.backend.asarray(context_ids[None, :], dtype="int64")
-    logits, _ = model.forward(idx, kv_cache=kv_cache)
-    return to_numpy(logits[0, -1])
+    with np.errstate(over="ignore", invalid="ignore"):       # (an overflow is caught below, in one line)
+        logits, _ = model.forward(idx, kv_cache=kv_cache)
+    logits = to_numpy(logits[0, -1])
+    if not np.all(np.isfinite(logits)):
+        raise UsageError("the model's logits are not finite (its weights are too large for its float "
+                         "type): it cannot generate")
+    return logits
 
 
 def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None,

@@ -17,7 +17,7 @@ import numpy as np
 
 from .backend import to_numpy
 from .errors import UsageError
-from .tokenizer import decode
+from .bpe import BYTES
 
 MATPLOTLIB_HINT = "drawing pictures needs matplotlib: pip install matplotlib (or pip install -e .[plot])"
 DPI = 100
@@ -165,24 +165,24 @@ def attention_maps(model, prompt_ids):
     return np.stack(maps).astype(np.float64)
 
 
-def token_label(token_id):
-    """A readable tick label for one byte: space and newline shown as visible symbols."""
-    special = {ord(" "): "\u2423", ord("\n"): "\u23ce", ord("\t"): "\u21e5"}
-    if token_id in special:
-        return special[token_id]
-    if 33 <= token_id < 127:
-        return chr(token_id)
-    return f"{token_id:02x}"                  # control bytes and bytes of multi-byte characters
+def token_label(token_id, tokenizer=BYTES):
+    """A readable tick label for one token: space, newline and tab shown as visible symbols; a
+    byte that is no character alone (control bytes, parts of multi-byte characters) in hex."""
+    token = tokenizer.vocab[token_id]
+    if len(token) == 1 and not 32 <= token[0] < 127 and token[0] not in b"\n\t":
+        return f"{token[0]:02x}"
+    text = token.decode("utf-8", errors="replace")
+    return text.replace(" ", "\u2423").replace("\n", "\u23ce").replace("\t", "\u21e5")
 
 
-def plot_attention(model, prompt_ids, out_png):
+def plot_attention(model, prompt_ids, out_png, tokenizer=BYTES):
     """An n_layer x n_head grid of attention heatmaps over the prompt -> out_png; returns out_png.
 
     Rows are queries (the position doing the looking), columns keys (the positions looked at);
     both axes carry the prompt's bytes."""
     maps = attention_maps(model, prompt_ids)
     ids = crop_prompt(prompt_ids, model.config.block_size)
-    labels = [token_label(int(t)) for t in ids]
+    labels = [token_label(int(t), tokenizer) for t in ids]
     plt = pyplot()
     n_layer, n_head, T, _ = maps.shape
     cell = max(2.0, min(4.0, 0.16 * T + 0.8))
@@ -207,7 +207,7 @@ def plot_attention(model, prompt_ids, out_png):
             if layer == n_layer - 1:
                 ax.set_xlabel("key", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.4, label="attention probability")
-    text = decode(ids).decode("utf-8", errors="replace").replace("\n", "\u23ce")
+    text = tokenizer.decode_text(ids).replace("\n", "\u23ce")
     fig.suptitle(f"Attention over {text!r} (rows: query position, columns: key position)", fontsize=10)
     save_png(plt, fig, out_png)
     return out_png

@@ -31,8 +31,11 @@ def hold_run_lock(ckpt_path):
     path = companion_path(ckpt_path, ".lock")
     fd = _acquire(path, ckpt_path)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            raise UsageError(f"cannot write the run lock {path} ({exc.strerror or exc})") from None
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -15,7 +15,9 @@ import numpy as np
 
 def next_token_probs(logits, temperature=1.0, top_k=None, top_p=None):
     """Logits (V,) -> probabilities (V,) float64 after temperature, top-k and top-p."""
-    logits = np.asarray(logits, dtype=np.float64) / temperature
+    logits = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore"):                          # the largest first: then a tiny temperature
+        logits = (logits - logits.max()) / temperature       # overflows only to -inf (probability 0)
     if top_k is not None and top_k < len(logits):
         order = np.argsort(-logits, kind="stable")            # descending, ties by index
         dropped = order[top_k:]

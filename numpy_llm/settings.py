@@ -11,6 +11,8 @@ from .optim import BETAS, EPS, LR, WEIGHT_DECAY, lr_at
 POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
 COUNTS = POSITIVE_INTS + ("warmup_steps", "save_interval", "seed")       # whole numbers
 SCHEDULE = ("steps", "lr", "min_lr", "warmup_steps")                      # what lr_at depends on
+BATCHES = ("data", "batch_size", "seed")            # what the batches and evaluations depend on
+MIN_LR = 1e-4
 
 
 def setting(default, help_text):
@@ -23,7 +25,7 @@ class TrainSettings:
     steps: int = setting(600, "total optimizer steps of the run")
     batch_size: int = setting(16, "sequences per micro-batch")
     lr: float = setting(LR, "peak learning rate, reached after warmup")
-    min_lr: float = setting(1e-4, "learning rate at the end of the cosine decay")
+    min_lr: float = setting(MIN_LR, "learning rate at the end of the cosine decay")
     warmup_steps: int = setting(50, "steps of linear warmup from 0 to --lr")
     weight_decay: float = setting(WEIGHT_DECAY, "AdamW decoupled weight decay (matrices and embeddings only)")
     beta1: float = setting(BETAS[0], "AdamW beta1")
@@ -37,8 +39,11 @@ class TrainSettings:
     log_interval: int = setting(10, "log a line every this many steps")
     val_frac: float = setting(0.1, "fraction of the data (its end) held out for validation")
     seed: int = setting(1337, "random seed (initialisation, batches, dropout)")
-    data: Optional[str] = setting(None, "training text (any file: read as raw bytes); "
-                                        "default: the built-in Shakespeare sample")
+    data: Optional[str] = setting(None, "training text (any file: read as raw bytes), or its token ids (.npy) "
+                                        "from python cli.py tokenizer encode; default: the built-in Shakespeare sample")
+    val_data: Optional[str] = setting(None, "validation text (or token ids), instead of the last --val-frac of --data")
+    tokenizer: Optional[str] = setting(None, "tokenizer folder of a new run (tokenizer.json, or GPT-2's vocab.json "
+                                             "+ merges.txt; python cli.py tokenizer train makes one); default: bytes")
 
     def __post_init__(self):
         for name in COUNTS:
@@ -61,7 +66,9 @@ class TrainSettings:
         for name, ok, rule in ranges:
             value = getattr(self, name)
             if not ok or not math.isfinite(value):
-                raise InvalidSetting(name, f"{rule}, not {value}")
+                default_min_lr = name == "min_lr" and value == MIN_LR and self.lr < MIN_LR
+                hint = f" (the default --min-lr is {MIN_LR}: with a --lr below it, give a --min-lr too)"
+                raise InvalidSetting(name, f"{rule}, not {value}{hint if default_min_lr else ''}")
 
     def lr_at(self, step):
         """The learning rate of optimizer step ``step`` (0-based) on this run's schedule."""
@@ -81,6 +88,17 @@ class TrainSettings:
         effect = (f"the learning rate jumps from {before:.2e} to {after:.2e}" if after != before else
                   f"the learning rate is still {after:.2e} at this step, but not after it")
         return f"warning: resuming at step {step} on another learning-rate schedule ({flags}): {effect}"
+
+    def batches_warning(self, saved):
+        """The warning line when these settings resume a run saved with ``saved`` on other data, batch
+        size or seed (None when they are the same): the run goes on, on batches it would not have drawn."""
+        changed = [name for name in BATCHES if getattr(saved, name) != getattr(self, name)]
+        if not changed:
+            return None
+        flags = ", ".join(f"--{name.replace('_', '-')} {getattr(saved, name)} -> {getattr(self, name)}"
+                          for name in changed)
+        return (f"warning: resuming with {flags}: the run goes on from its checkpoint, but on other "
+                f"batches and evaluations than it would have drawn")
 
     def to_dict(self):
         return asdict(self)

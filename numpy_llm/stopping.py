@@ -4,7 +4,8 @@ such as SLURM, ``docker stop``, Kubernetes, systemd) and SIGHUP (a closed termin
 Training turns the first of these signals into a request that the loop checks between steps:
 it finishes the step, saves the checkpoint, says where, and exits with code 0.  A second signal
 aborts at once, saving nothing more (exit code 128 + the signal's number: 130 for SIGINT, 143
-for SIGTERM, 129 for SIGHUP).  Every other command (generate, eval, ...) stops at the first
+for SIGTERM, 129 for SIGHUP); one that arrives while a checkpoint is being written lets the
+write finish first.  Every other command (generate, eval, ...) stops at the first
 signal with one line on stderr and that exit code, never a traceback.
 """
 import contextlib
@@ -45,17 +46,33 @@ class StopRequest:
 
     def __init__(self):
         self.requested, self.name = False, None
+        self.finishing, self.pending = False, None
 
     def __enter__(self):
         self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         return self
 
     def _handle(self, signum, frame):
+        if self.requested and self.finishing:
+            self.pending = signum
+            return
         if self.requested:
             raise Stopped(signum)
         self.requested, self.name = True, signal.Signals(signum).name
         print(f"\n{self.name}: stopping after this step (send it again to abort without saving)...",
               file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def finish_first(self):
+        """Inside the ``with`` block (a file being written), a second signal waits: Stopped is
+        raised when the block is done."""
+        self.finishing = True
+        try:
+            yield
+        finally:
+            self.finishing = False
+        if self.pending is not None:
+            raise Stopped(self.pending)
 
     def __exit__(self, *exc):
         for signum, handler in self._previous.items():

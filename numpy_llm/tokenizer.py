@@ -33,14 +33,17 @@ def decode_text(ids):
 
 
 class StreamDecoder:
-    """Turns a stream of byte tokens into text, one complete character at a time."""
+    """Turns a stream of tokens into text, one complete character at a time.  ``to_bytes`` turns
+    token ids into bytes: ``decode`` here, or a BPE tokenizer's decode (bpe.py), whose tokens
+    may end inside a character too."""
 
-    def __init__(self):
+    def __init__(self, to_bytes=decode):
+        self._to_bytes = to_bytes
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def feed(self, token_ids):
         """Add tokens; return the text that is now complete (maybe '')."""
-        return self._decoder.decode(decode(token_ids))
+        return self._decoder.decode(self._to_bytes(token_ids))
 
     def flush(self):
         """End of stream: an unfinished character becomes U+FFFD."""

@@ -22,19 +22,18 @@ every evaluation after a step checks that the ranks' parameters are still identi
 itself (model, AdamW, settings, generator, step) is a checkpoint.Run, saved with
 checkpoint.save_run.
 """
-import contextlib
 import json
 import math
-import os
 import sys
 import time
 
 import numpy as np
 
 from .checkpoint import save_run
-from .files import atomic_write, companion_path
+from .files import companion_path
 from .data import get_batch
 from .errors import TrainingError
+from .metrics_log import closed_on_exit, trim_metrics
 from .optim import clip_grads_on_device
 from .stopping import StopRequest
 
@@ -91,9 +90,10 @@ def measure(runner, train_data, val_data, settings, step):
     return estimate_loss(runner, train_data, settings, seed), estimate_loss(runner, val_data, settings, seed)
 
 
-def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None):
+def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None, val_bytes_per_token=1.0):
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
-    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.
+    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.  ``val_bytes_per_token``
+    (the validation text's bytes over its tokens) turns the validation loss into bits per byte.
 
     Raises TrainingError on a non-finite loss or gradient norm (read on logging steps, at
     evaluations and before every checkpoint write, never saved) or when a checkpoint or the metrics log cannot be
@@ -139,16 +139,19 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
             checked()                             # on every rank: all of them stop together
         if not writer:
             return
-        writing(path, lambda: save_run(path, run))
+        with stop.finish_first():                 # a second signal lets the checkpoint be written whole
+            writing(path, lambda: save_run(path, run))
         if path == ckpt_path:
             last_saved[0] = state.step
 
     evaluate_first = state.step == 0              # the curves' starting point, before any step
     if writer:
         first_record = 0 if evaluate_first else state.step + 1
-        writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
-    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else contextlib.nullcontext()
-    with metrics_file as metrics, StopRequest() as stop:
+        dropped = writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
+        if dropped:
+            log(f"warning: {metrics_path} had {dropped} unreadable line(s) (not UTF-8 JSON); they are dropped")
+    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else None
+    with closed_on_exit(metrics_file, writing, metrics_path) as metrics, StopRequest() as stop:
         def record(**fields):
             if writer:
                 writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
@@ -156,14 +159,15 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
         def evaluate():
             """(train loss, val loss) at this step, recorded; every rank takes part."""
             train_loss, val_loss = measure(runner, train_data, val_data, settings, state.step)
-            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss)
+            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss,
+                   val_bits_per_byte=bits_per_byte(val_loss, val_bytes_per_token))
             return train_loss, val_loss
 
         # Step 0 is logged and recorded only: nothing is trained yet, so no checkpoint and no best
         # (best tracking starts at the first trained evaluation); no replica check either, every
         # rank holds the parameters rank 0 sent.
         if evaluate_first:
-            log(eval_line(state.step, *evaluate()))
+            log(eval_line(state.step, *evaluate(), val_bytes_per_token))
             interval_start = run_start = time.perf_counter()
         while state.step < end:
             if runner.any_rank(stop.requested):
@@ -199,7 +203,8 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
                 if improved:                      # the best first: the checkpoint never names a best not on disk
                     save(companion_path(ckpt_path, ".best.npz"))
                 save()
-                log(f"{eval_line(state.step, train_loss, state.val_loss)}{' (best)' if improved else ''} "
+                log(f"{eval_line(state.step, train_loss, state.val_loss, val_bytes_per_token)}"
+                    f"{' (best)' if improved else ''} "
                     f"| saved {ckpt_path}")
                 interval_start = time.perf_counter()
             elif settings.save_interval and state.step % settings.save_interval == 0:
@@ -209,29 +214,16 @@ def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at
     return "done"
 
 
-def eval_line(step, train_loss, val_loss):
-    """The log line of an evaluation: both losses in nats per byte, validation also in bits."""
+def bits_per_byte(loss, bytes_per_token=1.0):
+    """A mean loss in nats per token -> bits per byte of text."""
+    return loss / bytes_per_token / math.log(2)
+
+
+def eval_line(step, train_loss, val_loss, val_bytes_per_token=1.0):
+    """The log line of an evaluation: both losses in nats per token (per byte, for a byte model),
+    validation also in bits per byte."""
     return (f"eval step {step}: train loss {train_loss:.4f} | val loss {val_loss:.4f} "
-            f"({val_loss / math.log(2):.3f} bits/byte)")
-
-
-def trim_metrics(metrics_path, first_step):
-    """Drop the records of step ``first_step`` on: the run about to start writes them again (a
-    resumed run redoes the steps after its checkpoint's), so each step is logged once."""
-    if not os.path.exists(metrics_path):
-        return
-    with open(metrics_path) as f:
-        lines = f.readlines()
-    kept = [line for line in lines if _record_step(line) < first_step]
-    if len(kept) != len(lines):
-        atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
-
-
-def _record_step(line):
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return math.inf                                  # an unreadable (half-written) line: dropped
+            f"({bits_per_byte(val_loss, val_bytes_per_token):.3f} bits/byte)")
 
 
 def _duration(seconds):

@@ -191,7 +191,7 @@ import numpy as np
 from numpy_llm.backend import Backend
 from numpy_llm.checkpoint import load_model
 from numpy_llm.generate import generate
-model, _ = load_model(sys.argv[1], Backend('cupy', 'float32'))
+model, _, _ = load_model(sys.argv[1], Backend('cupy', 'float32'))
 prompt = np.frombuffer(b'ROMEO:', dtype=np.uint8)
 for cache in (True, False):
     list(generate(model, prompt, 20, temperature=0, use_cache=cache))      # compile, warm up

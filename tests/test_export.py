@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from numpy_llm.backend import Backend
-import numpy_llm.commands.train as train_command
+import numpy_llm.commands.train_run as train_run
 from numpy_llm.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, new_run, save_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.export import hf_name
@@ -72,7 +72,7 @@ def test_round_trip_is_bit_identical(tmp_path, capsys, dtype):
     for name, p in model.params.items():
         assert arrays[f"param/{name}"].dtype == p.dtype
         assert arrays[f"param/{name}"].tobytes() == p.tobytes()
-    loaded, _ = load_model(back, Backend("numpy", dtype))          # what generate does
+    loaded, _, _ = load_model(back, Backend("numpy", dtype))          # what generate does
     assert run_cli(capsys, "generate", "--ckpt", back, "--max-new-tokens", "3")[0] == 0
     assert loaded.config == CONFIG
 
@@ -144,7 +144,7 @@ def test_a_folder_saved_by_transformers_imports_with_the_same_logits(tmp_path, c
     hf_dir, ckpt = str(tmp_path / "saved"), str(tmp_path / "imported.npz")
     hf.save_pretrained(hf_dir)
     assert run_cli(capsys, "export", "--from-hf", hf_dir, "--out", ckpt)[0] == 0
-    ours, _ = load_model(ckpt, Backend("numpy", "float64"))
+    ours, _, _ = load_model(ckpt, Backend("numpy", "float64"))
     idx = np.random.default_rng(4).integers(0, 256, size=(2, 8))
     with torch.no_grad():
         theirs = hf(torch.from_numpy(idx)).logits.numpy()
@@ -264,7 +264,7 @@ def started_params(monkeypatch):
         run = new_run(*args, **kwargs)
         starts.append({name: np.array(p) for name, p in run.model.params.items()})
         return run
-    monkeypatch.setattr(train_command, "new_run", recording_new_run)
+    monkeypatch.setattr(train_run, "new_run", recording_new_run)
     return starts
 
 

@@ -14,11 +14,11 @@ import numpy as np
 
 from ..backend import Backend, to_numpy
 from ..checkpoint import load_model
-from ..data import BUILTIN_NAME, get_batch, open_corpus, split_train_val
+from ..data import BUILTIN_NAME, get_batch, split_train_val
 from ..errors import UsageError
 from ..plots import plot_attention
 from ..settings import TrainSettings
-from ..tokenizer import encode
+from ..token_data import load_tokens
 from .options import add_array_module_flags, array_module_name
 
 
@@ -41,17 +41,17 @@ def configure(parser):
 
 
 def run(args):
-    model, meta = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
+    model, meta, tokenizer = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
     if not args.heads:
-        print(plot_attention(model, encode(args.prompt), args.out))
+        print(plot_attention(model, tokenizer.encode(args.prompt), args.out, tokenizer))
         return 0
     if args.windows < 1:
         raise UsageError(f"--windows must be at least 1, not {args.windows}")
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     data_path = args.data if args.data is not None else train_meta.get("data")
     block_size = model.config.block_size
-    _, val = split_train_val(open_corpus(data_path), train_meta.get("val_frac", TrainSettings.val_frac), block_size,
-                             data_path or BUILTIN_NAME)
+    _, val = split_train_val(load_tokens(data_path, tokenizer)[0], train_meta.get("val_frac", TrainSettings.val_frac),
+                             block_size, data_path or BUILTIN_NAME)
     windows, _ = get_batch(val, args.windows, block_size, np.random.default_rng(0))
     previous, itself, entropy = head_summary(model, windows)
     T = block_size

@@ -11,9 +11,10 @@ import time
 
 from ..backend import Backend
 from ..checkpoint import load_model
-from ..data import BUILTIN_NAME, open_corpus, split_train_val
+from ..data import BUILTIN_NAME, split_train_val
 from ..errors import UsageError
 from ..evaluate import evaluate, window_plan
+from ..token_data import load_tokens
 from .options import add_array_module_flags, array_module_name
 
 PROGRESS_SECONDS = 2.0      # at most one progress line per this many seconds
@@ -23,8 +24,9 @@ def configure(parser):
     parser.formatter_class = argparse.HelpFormatter      # each help text states its default
     parser.add_argument("--ckpt", default="ckpt.npz", help="checkpoint to evaluate (default: ckpt.npz)")
     parser.add_argument("--data", default=None,
-                        help="file to score, read as raw bytes (default: the file the checkpoint was "
-                             "trained on, or the built-in Shakespeare sample)")
+                        help="file to score, read as raw bytes and encoded with the checkpoint's tokenizer, "
+                             "or its token ids (.npy) (default: the file the checkpoint was trained on, or the "
+                             "built-in Shakespeare sample)")
     parser.add_argument("--split", choices=("all", "train", "val"), default="all",
                         help="score the whole file, or only the part training used for training or for "
                              "validation (the last --val-frac of it) (default: all)")
@@ -45,28 +47,39 @@ def configure(parser):
 def run(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
-    model, meta = load_model(args.ckpt, Backend(array_module_name(args), args.dtype))
+    model, meta, tokenizer = load_model(args.ckpt, Backend(array_module_name(args), args.dtype))
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     data_path = args.data if args.data is not None else train_meta.get("data")
-    data = _split(open_corpus(data_path), args, train_meta, data_path or BUILTIN_NAME)
+    data = _split(load_tokens(data_path, tokenizer, _log)[0], args, train_meta, data_path or BUILTIN_NAME)
     block_size = model.config.block_size
+    unit = "bytes" if tokenizer.is_bytes else "tokens"
     window_plan(len(data), block_size, args.stride)          # refuses a too-short text or a bad stride
-    print(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters); "
-          f"scoring {len(data) - 1:,} bytes of {data_path or BUILTIN_NAME} ({args.split}) in windows of "
-          f"{block_size}, stride {args.stride or block_size}", file=sys.stderr)
-    result = evaluate(model, data, args.stride, args.batch_size, progress=_progress_printer())
-    record = {"ckpt": args.ckpt, "data": data_path, "split": args.split, "bytes_scored": result.count,
-              "nats_per_byte": result.nats_per_byte, "bits_per_byte": result.bits_per_byte,
-              "perplexity": result.perplexity, "block_size": block_size,
+    _log(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters); "
+         f"scoring {len(data) - 1:,} {unit} of {data_path or BUILTIN_NAME} ({args.split}) in windows of "
+         f"{block_size}, stride {args.stride or block_size}")
+    result = evaluate(model, data, args.stride, args.batch_size, _progress_printer(unit), tokenizer)
+    record = {"ckpt": args.ckpt, "data": data_path, "split": args.split, "tokens_scored": result.count,
+              "bytes_scored": result.count if result.n_bytes is None else result.n_bytes,
+              "nats_per_token": result.nats_per_token, "nats_per_byte": result.nats_per_byte,
+              "bits_per_byte": result.bits_per_byte, "perplexity": result.perplexity, "block_size": block_size,
               "stride": args.stride or block_size, "step": meta.get("step")}
     if args.json:
         print(json.dumps(record))
-    else:
+    elif tokenizer.is_bytes:
         print(f"bytes scored     {result.count:,}\n"
               f"loss             {result.nats_per_byte:.4f} nats/byte\n"
               f"bits per byte    {result.bits_per_byte:.4f}\n"
               f"perplexity       {result.perplexity:.4f}")
+    else:
+        print(f"tokens scored    {result.count:,} ({record['bytes_scored']:,} bytes)\n"
+              f"loss             {result.nats_per_token:.4f} nats/token, {result.nats_per_byte:.4f} nats/byte\n"
+              f"bits per byte    {result.bits_per_byte:.4f}\n"
+              f"perplexity       {result.perplexity:.4f} (per token)")
     return 0
+
+
+def _log(line):
+    print(line, file=sys.stderr, flush=True)
 
 
 def _split(corpus, args, train_meta, name):
@@ -86,7 +99,7 @@ def _split(corpus, args, train_meta, name):
     return train if args.split == "train" else val
 
 
-def _progress_printer():
+def _progress_printer(unit):
     """A progress callback that prints a line to stderr at most every PROGRESS_SECONDS."""
     last = time.monotonic()
 
@@ -95,6 +108,6 @@ def _progress_printer():
         now = time.monotonic()
         if now - last >= PROGRESS_SECONDS and partial.count < total:
             last = now
-            print(f"  {partial.count / total:6.1%}  {partial.count:,} of {total:,} bytes, "
+            print(f"  {partial.count / total:6.1%}  {partial.count:,} of {total:,} {unit}, "
                   f"{partial.bits_per_byte:.4f} bits/byte so far", file=sys.stderr, flush=True)
     return progress

@@ -7,9 +7,12 @@ import numpy as np
 from ..backend import Backend
 from ..checkpoint import load_model
 from ..errors import UsageError
+from ..files import check_readable_file
 from ..generate import generate, write_stream
-from ..tokenizer import StreamDecoder, encode
+from ..tokenizer import StreamDecoder
 from .options import add_array_module_flags, array_module_name
+
+PROMPT_LIMIT = 1 << 20          # bytes read from --prompt-file at most
 
 
 def configure(parser):
@@ -31,11 +34,12 @@ def configure(parser):
 
 def run(args):
     _validate(args)
-    prompt = _read_prompt(args)
-    model, meta = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
+    prompt_text = _read_prompt(args)
+    model, meta, tokenizer = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
+    prompt = tokenizer.encode(prompt_text)
     block_size = model.config.block_size
     if len(prompt) > block_size:
-        print(f"note: the prompt has {len(prompt)} bytes; the model sees its last {block_size}",
+        print(f"note: the prompt has {len(prompt)} tokens; the model sees its last {block_size}",
               file=sys.stderr)
     print(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters)",
           file=sys.stderr)
@@ -46,7 +50,7 @@ def run(args):
             print(f"--- sample {sample + 1} ---", file=out, flush=True)
         tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache)
-        write_stream(prompt, tokens, StreamDecoder(), out)
+        write_stream(prompt, tokens, StreamDecoder(tokenizer.decode), out)
     return 0
 
 
@@ -63,15 +67,21 @@ def _validate(args):
         raise UsageError("give --prompt or --prompt-file, not both")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be positive, not {args.num_samples}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be 0 or more, not {args.seed}")
 
 
 def _read_prompt(args):
     if args.prompt_file is not None:
+        check_readable_file(args.prompt_file, "prompt file")
         try:
             with open(args.prompt_file, "rb") as f:
-                data = f.read()
+                data = f.read(PROMPT_LIMIT + 1)
+            if len(data) > PROMPT_LIMIT:
+                raise UsageError(f"prompt file {args.prompt_file} holds more than {PROMPT_LIMIT:,} bytes; "
+                                 f"the model sees only its last context's worth anyway")
         except OSError as exc:
             raise UsageError(f"cannot read prompt file {args.prompt_file}: {exc.strerror or exc}") from None
     else:
         data = args.prompt.encode("utf-8", errors="surrogateescape")
-    return encode(data) if data else encode("\n")
+    return data or b"\n"

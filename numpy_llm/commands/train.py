@@ -13,26 +13,23 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..backend import Backend
 from ..blas import set_blas_threads
-from ..checkpoint import load_checkpoint, new_run, read_checkpoint, run_bytes, run_from_record
-from ..data import BUILTIN_NAME, open_corpus, split_train_val
+from ..checkpoint import read_checkpoint, run_bytes, run_from_record
+from ..data import BUILTIN_NAME
 from ..distributed import MPIRunner, fingerprint, join_world
 from ..errors import TrainingError, UsageError
-from ..export import read_weights
-from ..files import check_writable, companion_path, run_files
+from ..files import check_readable_file, check_writable, companion_path, run_files
 from ..generate import generate, write_stream
 from ..host_memory import keep_freed_memory
-from ..model import ModelConfig
 from ..run_lock import hold_run_lock
 from ..runner import ThreadRunner, available_cores, check_workers, default_workers
 from ..settings import TrainSettings
-from ..tokenizer import StreamDecoder, encode
+from ..tokenizer import StreamDecoder
+from ..token_data import datasets
 from ..train import run_training
 from .options import add_array_module_flags, array_module_name
+from .train_run import MODEL_FLAGS, TRAIN_DEFAULTS, new_run_from_flags, resumed_run
 
-MODEL_FLAGS = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
-TRAIN_DEFAULTS = TrainSettings().to_dict()
 MODEL_HELP = {
     "block_size": "context length in bytes",
     "n_layer": "transformer blocks",
@@ -50,8 +47,8 @@ def configure(parser):
                           "stored in the checkpoint.")
     for name, default in {**MODEL_FLAGS, **TRAIN_DEFAULTS}.items():
         flag = "--" + name.replace("_", "-")
-        kind = str if name == "data" else type(default)
-        shown = "" if name == "data" else f" (default: {default})"
+        kind = str if default is None else type(default)
+        shown = "" if default is None else f" (default: {default})"
         parser.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS, help=HELP[name] + shown,
                             metavar=name.upper())
     add_array_module_flags(parser)
@@ -71,7 +68,7 @@ def configure(parser):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --ckpt instead of refusing to")
     parser.add_argument("--sample-tokens", type=int, default=200,
-                        help="bytes of text to generate at the end (0: none) (default: 200)")
+                        help="tokens of text to generate at the end (bytes, for a byte model; 0: none) (default: 200)")
 
 
 def run(args):
@@ -84,6 +81,10 @@ def run(args):
         raise UsageError("--resume continues the checkpoint's weights and --init-from starts from PATH's: give one")
     if args.workers is not None:
         check_workers(args.workers, xp_name)        # before anything loads
+    if not args.ckpt:
+        raise UsageError("--ckpt is empty; give a file path such as ckpt.npz")
+    if given.get("data") is not None:
+        check_readable_file(given["data"], "data file")     # before a checkpoint is read or a lock taken
     if args.sample_tokens < 0:
         raise UsageError(f"--sample-tokens must be 0 or more, not {args.sample_tokens}")
     device_sum = None
@@ -98,7 +99,7 @@ def run(args):
         def start():
             check_writable(args.ckpt)
             held.enter_context(hold_run_lock(args.ckpt))    # one run per checkpoint, for the run's whole life
-            return _resumed_run(args, given, xp_name) if args.resume else _new_run(args, given, xp_name)
+            return resumed_run(args, given, xp_name) if args.resume else new_run_from_flags(args, given, xp_name)
         run = start() if world is None else _shared_run(world, start, xp_name)
         return _train(args, world, run, xp_name, device_sum)
 
@@ -106,11 +107,12 @@ def run(args):
 def _train(args, world, run, xp_name, device_sum):
     """Train the run that start() made: data, runner, the loop, and how it ends."""
     settings, config = run.settings, run.model.config
-    corpus = open_corpus(settings.data)
+    log = lambda line: print(line, file=sys.stderr, flush=True)
     data_name = settings.data or BUILTIN_NAME
-    train_data, val_data = split_train_val(corpus, settings.val_frac, config.block_size, data_name)
+    train_data, val_data, val_bytes = datasets(settings, run.tokenizer, config.block_size,
+                                               log if world is None or world.rank == 0 else None)
     if world is not None:
-        world.agree("data", fingerprint(corpus))
+        world.agree("data", fingerprint(train_data, val_data))
         if settings.batch_size < world.size:
             raise UsageError(f"--batch-size {settings.batch_size} is smaller than the {world.size} ranks: "
                              f"every rank needs at least one row of the batch")
@@ -120,7 +122,6 @@ def _train(args, world, run, xp_name, device_sum):
                 os.remove(path)                     # (_new_run refused unless --overwrite was given)
 
     keep_freed_memory()                             # reuse freed host memory between steps (host_memory.py)
-    log = lambda line: print(line, file=sys.stderr, flush=True)
     if world is None:
         runner = ThreadRunner(run.model, args.workers or (run.workers if args.resume and xp_name == "numpy" else None)
                               or default_workers(xp_name))
@@ -138,12 +139,14 @@ def _train(args, world, run, xp_name, device_sum):
     run.ranks = ranks
     log(f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
         f"width-{config.n_embd} model ({run.model.num_params():,} parameters) on {data_name} "
-        f"({len(train_data):,} train / {len(val_data):,} val bytes), {xp_name} {run.model.backend.dtype_name}"
+        f"({len(train_data):,} train / {len(val_data):,} val {'bytes' if run.tokenizer.is_bytes else 'tokens'}), "
+        f"{xp_name} {run.model.backend.dtype_name}"
         f"{f' with {runner.workers} workers' if runner.workers > 1 else ''}"
         f"{f' on each of {world.size} ranks' if world is not None else ''}, "
         f"from step {run.state.step} to {settings.steps}")
     try:
-        outcome = run_training(run, runner, train_data, val_data, args.ckpt, log)
+        outcome = run_training(run, runner, train_data, val_data, args.ckpt, log,
+                               val_bytes_per_token=val_bytes / len(val_data))
     except TrainingError as exc:
         if world is not None and exc.every_rank:       # every rank stops here by itself: one line, no kill
             if world.rank == 0:
@@ -168,7 +171,7 @@ def _train(args, world, run, xp_name, device_sum):
         log(f"done: {run.state.step} steps, best val loss {run.state.best_val_loss:.4f}; "
             f"saved {args.ckpt} and {companion_path(args.ckpt, '.best.npz')}")
         if args.sample_tokens:
-            _print_sample(run.model, args.sample_tokens, settings.seed)
+            _print_sample(run, args.sample_tokens)
     return 0
 
 
@@ -202,46 +205,8 @@ def _end(world, code):
     return code
 
 
-def _new_run(args, given, xp_name):
-    _refuse_overwrite(args.ckpt, args.overwrite)
-    settings = TrainSettings(**_pick(given, TRAIN_DEFAULTS))
-    flags = _pick(given, MODEL_FLAGS)
-    params, config = (None, ModelConfig(**flags)) if args.init_from is None else read_weights(args.init_from, flags)
-    return new_run(config, settings, Backend(xp_name, given.get("dtype", "float32")), params=params)
-
-
-def _resumed_run(args, given, xp_name):
-    arrays, meta = load_checkpoint(args.ckpt)
-    run = run_from_record(arrays, meta, args.ckpt, xp_name, given.get("dtype"), _pick(given, TRAIN_DEFAULTS))
-    for name, value in _pick(given, MODEL_FLAGS).items():
-        if value != getattr(run.model.config, name):
-            raise UsageError(f"--{name.replace('_', '-')} {value} does not match the checkpoint's "
-                             f"{getattr(run.model.config, name)}; a resumed run keeps its model (drop the flag)")
-    if run.state.step >= run.settings.steps:
-        raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
-                         f"{run.state.step} (it is {run.settings.steps})")
-    saved = meta.get("train")
-    warning = isinstance(saved, dict) and run.settings.resume_warning(TrainSettings.from_dict(saved), run.state.step)
-    if warning:
-        print(warning, file=sys.stderr, flush=True)
-    return run
-
-
-def _print_sample(model, n_tokens, seed):
+def _print_sample(run, n_tokens):
     print("--- sample ---", file=sys.stderr, flush=True)
-    tokens = generate(model, encode("\n"), n_tokens, temperature=0.8, top_k=40, rng=np.random.default_rng(seed))
-    write_stream([], tokens, StreamDecoder(), sys.stdout)
-
-
-def _pick(given, names):
-    return {name: given[name] for name in names if name in given}
-
-
-def _refuse_overwrite(path, overwrite):
-    """A new run replaces no file of an earlier run unless --overwrite says so."""
-    if os.path.isdir(path):
-        raise UsageError(f"--ckpt {path} is a directory; give a file path such as {path}/ckpt.npz")
-    existing = [name for name in run_files(path) if os.path.lexists(name)]
-    if existing and not overwrite:
-        raise UsageError(f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; pass "
-                         f"--resume to continue that run, --overwrite to replace it, or --ckpt to choose another name")
+    tokens = generate(run.model, run.tokenizer.encode("\n"), n_tokens, temperature=0.8, top_k=40,
+                      rng=np.random.default_rng(run.settings.seed))
+    write_stream([], tokens, StreamDecoder(run.tokenizer.decode), sys.stdout)

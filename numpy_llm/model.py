@@ -29,7 +29,7 @@ from .layers.block import block_backward, block_forward
 from .layers.cache import ConsumableCache
 from .layers.cross_entropy import cross_entropy_forward
 from .layers.dropout import DropoutCache, dropout_backward
-from .layers.embedding import EmbeddingCache, embedding_backward, embedding_forward
+from .layers.embedding import EmbeddingCache, embedding_forward
 from .layers.kernels import PLAIN, Kernels
 from .layers.layernorm import LayerNormCache
 from .params import block_params, init_params, param_shapes
@@ -141,7 +141,7 @@ def model_backward(dlogits, cache):
         for name, g in layer_grads.items():
             grads[f"h.{layer}.{name}"] = g
     dx, _ = dropout_backward(dx, cache.embedding_dropout)
-    _, emb_grads = embedding_backward(dx, cache.embedding)
+    _, emb_grads = cache.kernels.embedding_backward(dx, cache.embedding)
     grads["wte"] = emb_grads["wte"] + dwte_head                  # the lookup's part and the LM head's part
     grads["wpe"] = emb_grads["wpe"]
     return grads

@@ -348,3 +348,18 @@ def test_the_plain_layers_pass_the_gradient_checks():
 def test_the_fast_twins_pass_the_gradient_checks():
     results = suite.layer_checks(np, kernels=FAST)
     assert results and all(r.passed for r in results), [r.describe() for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("vocab_size", [300, 5000])
+def test_the_grouped_embedding_gradient_equals_the_one_hot_product(rng, vocab_size):
+    """fast/embedding.py groups positions by token above ONE_HOT_MAX_VOCAB; below it runs the plain product."""
+    from numpy_llm.fast.embedding import embedding_backward_grouped
+    from numpy_llm.layers.embedding import embedding_backward, embedding_forward
+    idx = rng.integers(0, vocab_size, size=(4, 9))
+    idx[0, :3] = 7                                                # repeated tokens add up
+    _, cache = embedding_forward(idx, randn(rng, vocab_size, 6), randn(rng, 12, 6), start=2)
+    dx = randn(rng, 4, 9, 6)
+    _, grouped = embedding_backward_grouped(dx, cache)
+    _, plain = embedding_backward(dx, cache)
+    for name in plain:
+        np.testing.assert_allclose(grouped[name], plain[name], rtol=1e-13, atol=1e-15, err_msg=name)

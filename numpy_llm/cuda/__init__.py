@@ -8,6 +8,7 @@ to that function without a GPU, tests/test_nvrtc.py compiles it as CUDA.
 twice is an error): the tests compile and check each one.
 """
 from ..layers.kernels import PLAIN
+from ..fast.embedding import embedding_backward_grouped
 from . import adamw, cross_entropy, dropout, gelu, layernorm, rows, softmax
 from .fusion import kernel_registry
 
@@ -16,7 +17,8 @@ CUDA = PLAIN._replace(name="cuda", gelu_forward=gelu.gelu_forward_fused, gelu_ba
                       layernorm_backward=layernorm.layernorm_backward_fused,
                       softmax=softmax.softmax_fused, softmax_backward=softmax.softmax_backward_fused,
                       dropout_forward=dropout.dropout_forward_fused,
-                      cross_entropy_backward=cross_entropy.cross_entropy_backward_fused)
+                      cross_entropy_backward=cross_entropy.cross_entropy_backward_fused,
+                      embedding_backward=embedding_backward_grouped)     # NumPy's and CuPy's alike
 
 KERNELS = kernel_registry(gelu.GELU_FORWARD, gelu.GELU_BACKWARD, layernorm.LAYERNORM_FORWARD,
                           layernorm.LAYERNORM_BACKWARD, softmax.SOFTMAX_EXP, softmax.SOFTMAX_BACKWARD,

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 
 from .cross_entropy import cross_entropy_backward
 from .dropout import dropout_forward
+from .embedding import embedding_backward
 from .gelu import gelu_backward, gelu_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .softmax import softmax, softmax_backward
@@ -37,7 +38,8 @@ class Kernels(NamedTuple):
     softmax_backward: Callable      # (may overwrite dprobs)
     dropout_forward: Callable       # dropout.py (the backward, dout * keep, has one implementation)
     cross_entropy_backward: Callable    # cross_entropy.py
+    embedding_backward: Callable    # embedding.py
 
 
 PLAIN = Kernels("plain", gelu_forward, gelu_backward, layernorm_forward, layernorm_backward,
-                softmax, softmax_backward, dropout_forward, cross_entropy_backward)
+                softmax, softmax_backward, dropout_forward, cross_entropy_backward, embedding_backward)

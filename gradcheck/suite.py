@@ -3,20 +3,22 @@
 Used by ``python cli.py gradcheck`` and by the tests.  Inputs are chosen so that a
 missing term cannot hide: LayerNorm scales and shifts away from 1 and 0, non-zero
 biases, and token batches with repeated bytes (their embedding gradients must add up).
+The suite checks one implementation of the hot steps (numpy_llm/implementations.py): the
+plain math of the layer files unless it is given another.
 """
 import functools
 
 import numpy as np
 
 from numpy_llm.backend import Backend
+from numpy_llm.implementations import IMPLEMENTATIONS
 from numpy_llm.layers.attention import (causal_attention_backward, causal_attention_forward,
                                         self_attention_backward, self_attention_forward)
 from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
-from numpy_llm.layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
-from numpy_llm.layers.dropout import dropout_backward, dropout_forward
+from numpy_llm.layers.cross_entropy import cross_entropy_forward
+from numpy_llm.layers.dropout import dropout_backward
 from numpy_llm.layers.embedding import embedding_backward, embedding_forward
-from numpy_llm.layers.gelu import gelu_backward, gelu_forward
-from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
+from numpy_llm.layers.kernels import PLAIN
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
 from numpy_llm.model import ModelConfig, TinyTransformerLM
@@ -34,12 +36,13 @@ def _arrays(xp, seed, **shapes):
     return {name: xp.asarray(rng.standard_normal(shape)) for name, shape in shapes.items()}
 
 
-def layer_checks(xp, seed=0):
-    """Gradcheck every layer; returns a list of CheckResult."""
+def layer_checks(xp, seed=0, kernels=PLAIN):
+    """Gradcheck every layer, its hot steps taken from ``kernels``; returns a list of CheckResult."""
     rng = np.random.default_rng(seed)
     results = []
     add = lambda checks: results.extend(checks)
     check_layer = functools.partial(check_layer_on, xp=xp)
+    with_kernels = {"kernels": kernels}
 
     arrays = _arrays(xp, seed, x=(B, T, C), w=(C, 3), b=(3,))
     add(check_layer(linear_forward, linear_backward, arrays, "linear"))
@@ -47,14 +50,14 @@ def layer_checks(xp, seed=0):
     arrays = _arrays(xp, seed, x=(B, T, C), gamma=(C,), beta=(C,))
     arrays["x"] = arrays["x"] * 3.0 + 1.5                    # off-centre input, non-unit scale
     arrays["gamma"] += 1.0                                   # gamma ~ 1 +- 1, beta ~ 0 +- 1
-    add(check_layer(layernorm_forward, layernorm_backward, arrays, "layernorm"))
+    add(check_layer(kernels.layernorm_forward, kernels.layernorm_backward, arrays, "layernorm"))
 
     arrays = _arrays(xp, seed, x=(B, T, C))
     arrays["x"] *= 2.0                                       # cover GELU's bend and both tails
-    add(check_layer(gelu_forward, gelu_backward, arrays, "gelu"))
+    add(check_layer(kernels.gelu_forward, kernels.gelu_backward, arrays, "gelu"))
 
     arrays = _arrays(xp, seed, x=(B, T, C))
-    add(check_layer(dropout_forward, dropout_backward, arrays, "dropout",
+    add(check_layer(kernels.dropout_forward, dropout_backward, arrays, "dropout",
                     static={"p": 0.3, "rng": FixedRng(seed)}))
 
     idx = xp.asarray(np.array([[1, 2, 1, 3, 1], [3, 3, 0, 2, 1]]))   # repeated tokens
@@ -65,38 +68,38 @@ def layer_checks(xp, seed=0):
     arrays = _arrays(xp, seed, q=(B, N_HEAD, T, C // N_HEAD), k=(B, N_HEAD, T, C // N_HEAD),
                      v=(B, N_HEAD, T, C // N_HEAD))
     add(check_layer(causal_attention_forward, causal_attention_backward, arrays, "attention core",
-                    input_names=("q", "k", "v")))
+                    static=with_kernels, input_names=("q", "k", "v")))
 
     arrays = _arrays(xp, seed, q=(B, 2, C), k=(B, T, C), v=(B, T, C))   # 2 new queries, 5 cached keys
     add(check_layer(causal_attention_forward, causal_attention_backward, arrays,
-                    "attention core (Tq < Tk)", input_names=("q", "k", "v")))
+                    "attention core (Tq < Tk)", static=with_kernels, input_names=("q", "k", "v")))
 
     arrays = _arrays(xp, seed, x=(B, T, C), w_qkv=(C, 3 * C), b_qkv=(3 * C,), w_proj=(C, C), b_proj=(C,))
     add(check_layer(self_attention_forward, self_attention_backward, arrays, "self-attention",
-                    static={"n_head": N_HEAD}))
+                    static={"n_head": N_HEAD, **with_kernels}))
 
     arrays = _arrays(xp, seed, x=(B, T, C), w_fc=(C, 4 * C), b_fc=(4 * C,), w_proj=(4 * C, C), b_proj=(C,))
-    add(check_layer(mlp_forward, mlp_backward, arrays, "mlp"))
+    add(check_layer(mlp_forward, mlp_backward, arrays, "mlp", static=with_kernels))
 
     params = _arrays(xp, seed, **block_param_shapes(C))
     for name in params:
         if name.endswith("gamma"):
             params[name] += 1.0
     arrays = dict(params, x=_arrays(xp, seed + 1, x=(B, T, C))["x"])
-    add(check_layer(lambda x, **p: block_forward(x, p, N_HEAD), block_backward, arrays, "block"))
+    add(check_layer(lambda x, **p: block_forward(x, p, N_HEAD, kernels=kernels), block_backward, arrays, "block"))
 
     logits = _arrays(xp, seed, logits=(B * T, 11))
     logits["logits"] *= 3.0
     targets = xp.asarray(rng.integers(0, 11, size=B * T))
-    add(check_layer(cross_entropy_forward, cross_entropy_backward, logits, "cross-entropy",
+    add(check_layer(cross_entropy_forward, kernels.cross_entropy_backward, logits, "cross-entropy",
                     static={"targets": targets}, input_names=("logits",)))
     return results
 
 
-def model_checks(backend=None, seed=0, config=MODEL_CONFIG, max_coords=40):
+def model_checks(backend=None, seed=0, config=MODEL_CONFIG, max_coords=40, implementation="plain"):
     """Gradcheck the whole model: every parameter tensor, through the real loss."""
     backend = backend or Backend("numpy", "float64")
-    model = TinyTransformerLM(config, backend, seed=seed)
+    model = TinyTransformerLM(config, backend, seed=seed, implementation=implementation)
     rng = np.random.default_rng(seed)
     for name, p in model.params.items():                     # move every parameter off its init
         noise = backend.asarray(rng.standard_normal(p.shape) * (0.3 if name.endswith(("gamma", "beta")) else 0.05))
@@ -113,10 +116,11 @@ def model_checks(backend=None, seed=0, config=MODEL_CONFIG, max_coords=40):
                                      max_coords=None, seed=seed)
 
 
-def run_suite(backend=None, seed=0):
-    """All layer checks, then the whole model."""
+def run_suite(backend=None, seed=0, implementation=IMPLEMENTATIONS["plain"]):
+    """All layer checks, then the whole model, with one Implementation (implementations.py)."""
     backend = backend or Backend("numpy", "float64")
-    return layer_checks(backend.xp, seed) + model_checks(backend, seed)
+    return (layer_checks(backend.xp, seed, implementation.layers)
+            + model_checks(backend, seed, implementation=implementation))
 
 
 class FixedRng:

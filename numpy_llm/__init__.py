@@ -1,7 +1,6 @@
 """numpy_llm: a byte-level GPT whose every gradient is written by hand, on NumPy or CuPy."""
 from .backend import Backend, BackendError
 from .model import ModelConfig, TinyTransformerLM, param_shapes
-from . import optim  # noqa: F401  (AdamW's fused GPU kernel joins gpu_kernels.KERNELS with the layers')
 
 __version__ = "0.1.0"
 __all__ = ["Backend", "BackendError", "ModelConfig", "TinyTransformerLM", "param_shapes"]

@@ -215,7 +215,7 @@ def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_ov
 
 
 def _optimizer(model, s):
-    return AdamW(model.params, lr=s.lr, betas=(s.beta1, s.beta2), eps=s.adam_eps, weight_decay=s.weight_decay)
+    return AdamW(model.params, (s.beta1, s.beta2), s.adam_eps, s.weight_decay, model.implementation.adamw_update)
 
 
 def _json_float(x):

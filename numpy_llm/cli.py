@@ -44,7 +44,6 @@ def build_parser(prog="cli.py"):
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         command.set_defaults(module=_command_module(name))
-        command.set_defaults(_module_name=name)
         _command_module(name).configure(command)
     return parser
 

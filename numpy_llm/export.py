@@ -13,9 +13,11 @@ orientation of the registry here:
 
 The LM head is tied to ``wte``, so ``lm_head.weight`` is not stored (``save_pretrained`` leaves
 it out too).  A folder holds ``model.safetensors`` (written and read by the ``safetensors``
-library, in the checkpoint's dtype) and ``config.json``.  Token ids are byte values:
-``list(text.encode())``.  ``safetensors`` is an optional extra (``pip install -e ".[export]"``),
-imported only when a folder is written or read, so the rest of the package runs without it.
+library, in the checkpoint's dtype), ``config.json`` and the tokenizer's files (tokenizer_files.py:
+GPT-2's vocab.json + merges.txt and tokenizer.json; a byte model's map byte b to id b), so
+``AutoTokenizer`` and ``pipeline`` read the folder as it is.  ``safetensors`` is an optional extra
+(``pip install -e ".[export]"``), imported only when a folder is written or read, so the rest of
+the package runs without it.
 """
 import json
 import os
@@ -25,18 +27,17 @@ from dataclasses import replace
 
 import numpy as np
 
-from .bpe import BYTES
+from .bpe import BYTES, ENDOFTEXT
 from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
 from .memory_budget import check_fits, param_count
 from .model import ModelConfig, param_shapes
-from .tokenizer import VOCAB_SIZE
+from .tokenizer_files import load_tokenizer, save_tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 LOCAL_NAMES = {"gamma": "weight", "beta": "bias", "w_qkv": "c_attn.weight", "b_qkv": "c_attn.bias",
                "w_proj": "c_proj.weight", "b_proj": "c_proj.bias", "w_fc": "c_fc.weight", "b_fc": "c_fc.bias"}
 GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")     # transformers' names for the tanh GELU used here
-NEWLINE = 10                                      # generation from nothing starts at a newline byte
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")   # causal-mask buffers older versions saved
 SIZES = ("n_positions", "n_embd", "n_layer", "n_head")
 GPT2_DEFAULTS = {"model_type": None, "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12,
@@ -62,8 +63,10 @@ def hf_name(name):
     return f"transformer.{head}.{LOCAL_NAMES[local]}"
 
 
-def hf_config(config, dtype_name):
+def hf_config(config, dtype_name, tokenizer=BYTES):
     """config.json for GPT2LMHeadModel: the ModelConfig plus GPT-2's fixed choices made here."""
+    end = tokenizer.special.get(ENDOFTEXT)              # GPT-2 starts and ends a text with <|endoftext|>
+    start = end if end is not None else int(tokenizer.encode("\n")[0])   # else: a newline, as generate does
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
@@ -72,17 +75,17 @@ def hf_config(config, dtype_name):
         "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
         "initializer_range": 0.02, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False, "add_cross_attention": False, "tie_word_embeddings": True,
-        "bos_token_id": NEWLINE, "eos_token_id": None, "pad_token_id": None,   # bytes have no end token
+        "bos_token_id": start, "eos_token_id": end, "pad_token_id": None,
         "use_cache": True, "torch_dtype": dtype_name,
     }
 
 
-def export_hf(params, config, out_dir, overwrite=False):
-    """Write params (registry name -> host array) as a GPT2LMHeadModel folder ``out_dir``.
+def export_hf(params, config, out_dir, overwrite=False, tokenizer=BYTES):
+    """Write params (registry name -> host array) and the tokenizer as a GPT2LMHeadModel folder ``out_dir``.
 
-    Both files are written in a temporary folder beside ``out_dir`` and then renamed into
+    The files are written in a temporary folder beside ``out_dir`` and then renamed into
     place.  An existing non-empty ``out_dir`` is refused (UsageError) unless ``overwrite``;
-    then only model.safetensors and config.json are replaced."""
+    then only the files written here are replaced."""
     safetensors = _safetensors()
     _check_target_dir(out_dir, overwrite)
     dtypes = {np.asarray(p).dtype for p in params.values()}
@@ -97,13 +100,14 @@ def export_hf(params, config, out_dir, overwrite=False):
         safetensors.numpy.save_file({hf_name(name): np.ascontiguousarray(p) for name, p in params.items()},
                                     os.path.join(tmp, WEIGHTS_FILE), metadata={"format": "pt"})
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-            json.dump(hf_config(config, dtypes.pop().name), f, indent=2)
+            json.dump(hf_config(config, dtypes.pop().name, tokenizer), f, indent=2)
             f.write("\n")
+        save_tokenizer(tokenizer, tmp)
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
         if os.path.isdir(out_dir):
-            for name in (WEIGHTS_FILE, CONFIG_FILE):
+            for name in os.listdir(tmp):
                 os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
         else:
             os.rename(tmp, out_dir)
@@ -125,12 +129,17 @@ def import_hf(model_dir):
     Raises UsageError for a folder that is not a GPT-2 this model can run exactly: a vocabulary
     other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
     safetensors = _safetensors()
-    config = config_from_hf(_read_json(os.path.join(model_dir, CONFIG_FILE)), model_dir)
+    hf = _read_json(os.path.join(model_dir, CONFIG_FILE))
+    tokenizer = hf_tokenizer(model_dir, hf.get("vocab_size", GPT2_DEFAULTS["vocab_size"]))
+    config = config_from_hf(hf, model_dir, tokenizer.vocab_size)
     check_fits(param_count(config) * 4, f"the weights in {model_dir}")     # float32 or more each
     path = os.path.join(model_dir, WEIGHTS_FILE)
     if not os.path.isfile(path):
-        raise UsageError(f"{model_dir} has no {WEIGHTS_FILE} (a sharded or PyTorch-pickle folder "
-                         f"is not read here; save it with safe_serialization and one shard)")
+        pickled = os.path.isfile(os.path.join(model_dir, "pytorch_model.bin"))
+        raise UsageError(f"{model_dir} has no {WEIGHTS_FILE}" + (
+            f" but a pytorch_model.bin, a pickle, which is not read here; convert it once with python -c "
+            f"\"from transformers import GPT2LMHeadModel as M; M.from_pretrained('{model_dir}').save_pretrained("
+            f"'{model_dir}')\"" if pickled else " (a sharded folder is not read here; save it as one shard)"))
     try:
         tensors = safetensors.numpy.load_file(path)
     except (OSError, TypeError, safetensors.SafetensorError) as exc:      # TypeError: bfloat16, unknown to NumPy
@@ -155,7 +164,18 @@ def import_hf(model_dir):
         raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {sorted(tensors)[0]}")
     if head is not None and not np.array_equal(head, params["wte"]):
         raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
-    return _one_float_dtype(params), config
+    return _one_float_dtype(params), config, tokenizer
+
+
+def hf_tokenizer(model_dir, vocab_size):
+    """The folder's tokenizer (its tokenizer.json, or vocab.json + merges.txt); a folder without
+    one is a byte model's only if its vocabulary is the 256 bytes."""
+    if any(os.path.exists(os.path.join(model_dir, name)) for name in ("tokenizer.json", "vocab.json")):
+        return load_tokenizer(model_dir)
+    if vocab_size == 256:
+        return BYTES
+    raise UsageError(f"{model_dir} has no tokenizer (tokenizer.json, or vocab.json and merges.txt) for its "
+                     f"{vocab_size}-token vocabulary; copy the model's tokenizer files into it")
 
 
 def _one_float_dtype(params):
@@ -171,7 +191,7 @@ def read_weights(path, flags=None):
     ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
     stored sizes (UsageError); a ``dropout`` among them replaces the stored one."""
     if os.path.isdir(path):
-        (params, config), tokenizer = import_hf(path), BYTES
+        params, config, tokenizer = import_hf(path)
     else:
         arrays, meta = load_checkpoint(path)
         config = config_from_meta(meta, path)
@@ -197,12 +217,13 @@ def _read_json(path):
     return value
 
 
-def config_from_hf(hf, where):
-    """A GPT2Config dict (missing keys take transformers' defaults) -> ModelConfig, or UsageError."""
+def config_from_hf(hf, where, tokens=256):
+    """A GPT2Config dict (missing keys take transformers' defaults) -> ModelConfig, or UsageError.
+    ``tokens``: the tokenizer's vocabulary size, which the model's must equal."""
     c = {**GPT2_DEFAULTS, **hf}
     checks = [
         (c["model_type"] == "gpt2", f"model_type is {c['model_type']!r}, not 'gpt2'"),
-        (c["vocab_size"] == VOCAB_SIZE, f"vocab_size is {c['vocab_size']}, not {VOCAB_SIZE} bytes"),
+        (c["vocab_size"] == tokens, f"vocab_size is {c['vocab_size']}, but its tokenizer has {tokens} tokens"),
         (c["activation_function"] in GELU_TANH,
          f"activation_function is {c['activation_function']!r}, not one of {', '.join(GELU_TANH)}"),
         (c["layer_norm_epsilon"] == 1e-5, f"layer_norm_epsilon is {c['layer_norm_epsilon']}, not 1e-05"),
@@ -218,6 +239,6 @@ def config_from_hf(hf, where):
             raise UsageError(f"{where} is not a GPT-2 numpy_llm can run: {problem}")
     try:
         return ModelConfig(block_size=c["n_positions"], n_layer=c["n_layer"], n_head=c["n_head"],
-                           n_embd=c["n_embd"], dropout=c["resid_pdrop"], vocab_size=VOCAB_SIZE)
+                           n_embd=c["n_embd"], dropout=c["resid_pdrop"], vocab_size=tokens)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where} has an unusable GPT-2 config ({exc})") from None

@@ -15,7 +15,6 @@ import numpy as np
 from .backend import to_numpy
 from .errors import UsageError
 from .kv_cache import KVCache
-from .model import model_forward
 from .sampling import sample_next
 
 
@@ -25,7 +24,7 @@ def last_logits(model, context_ids, kv_cache=None):
     With a kv_cache, context_ids are only the positions not yet in the cache."""
     idx = model.backend.asarray(context_ids[None, :], dtype="int64")
     with np.errstate(over="ignore", invalid="ignore"):       # (an overflow is caught below, in one line)
-        logits, _ = model_forward(model.params, model.config, idx, kv_cache=kv_cache, block=model.block)
+        logits, _ = model.forward(idx, kv_cache=kv_cache)
     logits = to_numpy(logits[0, -1])
     if not np.all(np.isfinite(logits)):
         raise UsageError("the model's logits are not finite (its weights are too large for its float "

@@ -7,7 +7,7 @@
     logits = h @ wte^T                             (B, T, V)   LM head tied to the token embedding
     loss = cross_entropy(logits, targets)                      mean over all B*T positions
 
-Parameters live in one ordered registry ``name -> array`` (see :func:`param_shapes`);
+Parameters live in one ordered registry ``name -> array`` (params.py: ``param_shapes``);
 gradients come back as a dict with the same names.
 
 The block is the one seam of the architecture: a :class:`Block` names a forward and a backward
@@ -15,9 +15,8 @@ with the layer contract and the block's parameters.  The default, ``GPT2_BLOCK``
 block of layers/block.py; ``TinyTransformerLM(config, block=...)`` (or ``model_forward(...,
 block=...)``) swaps in another, and the forward's ``ModelCache`` records which backward undoes
 it.  The other blocks are teaching variants for the experiments (variants.py): a model built
-with one is not GPT-2.
+with one is not GPT-2.  Every layer gets the model's ``kernels`` (layers/kernels.py), chosen once.
 """
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -25,12 +24,15 @@ import numpy as np
 
 from .backend import Backend
 from .errors import InvalidSetting, is_int
-from .layers.block import block_backward, block_forward, block_param_shapes
+from .implementations import implementation_for
+from .layers.block import block_backward, block_forward
 from .layers.cache import ConsumableCache
-from .layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
-from .layers.dropout import DropoutCache, dropout_backward, dropout_forward
-from .layers.embedding import EmbeddingCache, embedding_backward, embedding_forward
-from .layers.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from .layers.cross_entropy import cross_entropy_forward
+from .layers.dropout import DropoutCache, dropout_backward
+from .layers.embedding import EmbeddingCache, embedding_forward
+from .layers.kernels import PLAIN, Kernels
+from .layers.layernorm import LayerNormCache
+from .params import block_params, init_params, param_shapes
 from .tokenizer import VOCAB_SIZE
 
 
@@ -61,7 +63,7 @@ class ModelConfig:
 class Block(NamedTuple):
     """One kind of transformer block, with the parameters of block_param_shapes:
 
-        forward(x, p, n_head, dropout, rng, kv_cache) -> (out, cache)     p: local name -> array
+        forward(x, p, n_head, dropout, rng, kv_cache, kernels) -> (out, cache)     p: local name -> array
         backward(dout, cache) -> (dx, {local name: gradient})
     """
     name: str
@@ -70,47 +72,6 @@ class Block(NamedTuple):
 
 
 GPT2_BLOCK = Block("pre-LN (GPT-2)", block_forward, block_backward)
-
-
-def param_shapes(config):
-    """The parameter registry's names and shapes, in order."""
-    C, V = config.n_embd, config.vocab_size
-    shapes = {"wte": (V, C), "wpe": (config.block_size, C)}
-    for layer in range(config.n_layer):
-        for name, shape in block_param_shapes(C).items():
-            shapes[f"h.{layer}.{name}"] = shape
-    shapes["ln_f.gamma"] = (C,)
-    shapes["ln_f.beta"] = (C,)
-    return shapes
-
-
-def init_params(config, seed=0, std=0.02):
-    """GPT-2 initialisation, as host (NumPy float64) arrays.
-
-    Weights and embeddings ~ N(0, std); the two projections that write into the
-    residual stream (attn.w_proj, mlp.w_proj) ~ N(0, std / sqrt(2 n_layer)), so the
-    stream's variance does not grow with depth; biases 0; LayerNorm gamma 1, beta 0.
-    ``std`` is GPT-2's 0.02 unless an experiment asks otherwise (experiments.py, init-std).
-    """
-    rng = np.random.default_rng(seed)
-    residual_std = std / math.sqrt(2 * config.n_layer)
-    params = {}
-    for name, shape in param_shapes(config).items():
-        if name.endswith(".gamma"):
-            params[name] = np.ones(shape)
-        elif len(shape) == 1:                                   # biases and LayerNorm beta
-            params[name] = np.zeros(shape)
-        elif name.endswith(("attn.w_proj", "mlp.w_proj")):
-            params[name] = rng.normal(0.0, residual_std, size=shape)
-        else:
-            params[name] = rng.normal(0.0, std, size=shape)
-    return params
-
-
-def block_params(params, layer):
-    """Layer ``layer``'s parameters under their local names (views, no copies)."""
-    prefix = f"h.{layer}."
-    return {name[len(prefix):]: p for name, p in params.items() if name.startswith(prefix)}
 
 
 @dataclass
@@ -123,9 +84,10 @@ class ModelCache(ConsumableCache):
     ln_f: LayerNormCache
     h: Any                  # (B, T, C) the final LayerNorm's output, the LM head's input
     wte: Any                # (V, C) the tied token embedding, the LM head's weight
+    kernels: Kernels = PLAIN    # the steps the forward ran (ln_f's): the backward runs their partners
 
 
-def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK):
+def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK, kernels=PLAIN):
     """Logits for every position: idx (B, T) -> logits (B, T, V), cache for the backward.
 
     ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode.
@@ -136,17 +98,18 @@ def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK
     if start + T > config.block_size:
         raise ValueError(f"sequence length {start + T} exceeds block_size {config.block_size}")
     x, emb_cache = embedding_forward(idx, params["wte"], params["wpe"], start)
-    x, emb_drop_cache = dropout_forward(x, config.dropout, rng)
+    x, emb_drop_cache = kernels.dropout_forward(x, config.dropout, rng)
     block_caches = []
     for layer in range(config.n_layer):
         layer_kv = None if kv_cache is None else kv_cache.layers[layer]
-        x, cache = block.forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv)
+        x, cache = block.forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv, kernels)
         block_caches.append(cache)
-    h, lnf_cache = layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
+    h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     V, C = params["wte"].shape
     logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
     return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
-                              block_backward=block.backward, ln_f=lnf_cache, h=h, wte=params["wte"])
+                              block_backward=block.backward, ln_f=lnf_cache, h=h, wte=params["wte"],
+                              kernels=kernels)
 
 
 def model_backward(dlogits, cache):
@@ -169,7 +132,7 @@ def model_backward(dlogits, cache):
     dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one 2-D matrix product
     dh = (dlogits2d @ cache.wte).reshape(B, T, C)
     dwte_head = dlogits2d.T @ cache.h.reshape(B * T, C)
-    dx, lnf_grads = layernorm_backward(dh, cache.ln_f)
+    dx, lnf_grads = cache.kernels.layernorm_backward(dh, cache.ln_f)
     grads["ln_f.gamma"], grads["ln_f.beta"] = lnf_grads["gamma"], lnf_grads["beta"]
     for layer in reversed(range(len(cache.blocks))):
         # pop: the list lets go of this block's activations, so they are freed as soon as the
@@ -178,7 +141,7 @@ def model_backward(dlogits, cache):
         for name, g in layer_grads.items():
             grads[f"h.{layer}.{name}"] = g
     dx, _ = dropout_backward(dx, cache.embedding_dropout)
-    _, emb_grads = embedding_backward(dx, cache.embedding)
+    _, emb_grads = cache.kernels.embedding_backward(dx, cache.embedding)
     grads["wte"] = emb_grads["wte"] + dwte_head                  # the lookup's part and the LM head's part
     grads["wpe"] = emb_grads["wpe"]
     return grads
@@ -190,13 +153,15 @@ class TinyTransformerLM:
         model = TinyTransformerLM(ModelConfig(n_layer=2), Backend("numpy", "float64"), seed=0)
         loss, grads = model.loss_and_grads(idx, targets)   # grads[name] has params[name]'s shape
 
-    ``block`` is GPT-2's unless an experiment passes a variant (see Block).
+    ``block`` is GPT-2's unless an experiment passes a variant (see Block).  ``implementation``:
+    "plain", "fast" or "cuda" (implementations.py; default: the fastest the backend runs).
     """
 
-    def __init__(self, config, backend=None, seed=0, params=None, block=GPT2_BLOCK):
+    def __init__(self, config, backend=None, seed=0, params=None, block=GPT2_BLOCK, implementation=None):
         self.config = config
         self.backend = backend or Backend()
         self.block = block
+        self.implementation = implementation_for(self.backend, implementation)
         host_params = init_params(config, seed) if params is None else params
         self.params = {}
         for name, shape in param_shapes(config).items():
@@ -207,15 +172,18 @@ class TinyTransformerLM:
     def _device_ids(self, idx):
         return self.backend.asarray(idx, dtype="int64")
 
+    def forward(self, idx, rng=None, kv_cache=None):
+        """model_forward with this model's parameters, block and kernels: idx (B, T) device ints."""
+        return model_forward(self.params, self.config, idx, rng, kv_cache, self.block, self.implementation.layers)
+
     def logits(self, idx):
         """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""
-        logits, _ = model_forward(self.params, self.config, self._device_ids(idx), block=self.block)
-        return logits
+        return self.forward(self._device_ids(idx))[0]
 
     def attention_probs(self, idx):
         """idx (B, T) -> every layer's attention probabilities, a list of (B, n_head, T, T) device
         arrays read from the forward cache (each block's ``attn.attention.probs``), no dropout."""
-        _, cache = model_forward(self.params, self.config, self._device_ids(idx), block=self.block)
+        _, cache = self.forward(self._device_ids(idx))
         return [block.attn.attention.probs for block in cache.blocks]
 
     def loss(self, idx, targets):
@@ -232,11 +200,11 @@ class TinyTransformerLM:
         so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
         (Spreading a batch over cores or processes is runner.py's business, not the model's.)"""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
-        logits, cache = model_forward(self.params, self.config, idx, rng, block=self.block)
+        logits, cache = self.forward(idx, rng)
         B, T, V = logits.shape
         loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
         del logits                                      # not needed for the backward: free it now
-        dlogits, _ = cross_entropy_backward(1.0, ce_cache)
+        dlogits, _ = self.implementation.layers.cross_entropy_backward(1.0, ce_cache)
         grads = model_backward(dlogits.reshape(B, T, V), cache)
         return loss, {name: grads[name] for name in self.params}     # registry order
 

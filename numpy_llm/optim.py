@@ -9,12 +9,14 @@ AdamW, for each parameter p with gradient g, at step t = 1, 2, ...:
     m_hat = m / (1 - beta1^t),  v_hat = v / (1 - beta2^t)      bias correction
     p = p - lr wd p                             decoupled weight decay (2-D+ tensors only)
     p = p - lr m_hat / (sqrt(v_hat) + eps)
+
+The learning rate lr is an argument of every step (the schedule, lr_at, gives it); the update of
+one tensor is ``adamw_update`` below, or a faster twin of it that the optimizer is built with
+(fast/adamw.py, cuda/adamw.py; numpy_llm/implementations.py chooses).
 """
 import math
 
-from . import gpu_kernels as gpu
 from .backend import array_module
-from .layers import speed
 
 # AdamW's defaults, which are also training's (train.py: TrainSettings reads them from here)
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.99), 1e-8, 0.1
@@ -53,26 +55,28 @@ def decays(shape):
 
 
 class AdamW:
-    """Hand-written AdamW; its state (m, v and the step count) is saved in checkpoints."""
+    """Hand-written AdamW; its state (m, v and the step count) is saved in checkpoints.
 
-    def __init__(self, params, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY):
-        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+    ``update``: the function that updates one tensor, ``adamw_update`` or a twin of it."""
+
+    def __init__(self, params, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY, update=None):
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        self.update = update or adamw_update
         self.step_count = 0
         self.m = {name: array_module(p).zeros_like(p) for name, p in params.items()}
         self.v = {name: array_module(p).zeros_like(p) for name, p in params.items()}
 
-    def step(self, params, grads, lr=None):
-        """One update of every parameter, in place.  ``lr`` overrides self.lr (schedules)."""
-        lr = float(self.lr if lr is None else lr)       # a Python float: a NumPy float64 scalar
+    def step(self, params, grads, lr):
+        """One update of every parameter, in place, with learning rate ``lr`` (this step's)."""
+        lr = float(lr)                                  # a Python float: a NumPy float64 scalar
         beta1, beta2 = self.betas                       # would make float32 arithmetic run in float64
         self.step_count += 1
         correction1 = 1.0 - beta1 ** self.step_count
         correction2 = 1.0 - beta2 ** self.step_count
         for name, p in params.items():
             decay = 1.0 - lr * self.weight_decay if decays(p.shape) else 1.0
-            update = adamw_fused if gpu.on_gpu(p) else adamw_fast if speed.FAST_TWINS else adamw_update
-            update(p, grads[name], self.m[name], self.v[name], beta1, beta2, correction1, correction2,
-                   lr, self.eps, decay)
+            self.update(p, grads[name], self.m[name], self.v[name], beta1, beta2, correction1, correction2,
+                        lr, self.eps, decay)
 
 
 def adamw_update(p, g, m, v, beta1, beta2, correction1, correction2, lr, eps, decay):
@@ -86,41 +90,6 @@ def adamw_update(p, g, m, v, beta1, beta2, correction1, correction2, lr, eps, de
     v_hat = v / correction2
     p *= decay                                          # decoupled weight decay: p -= lr wd p
     p -= lr * m_hat / (xp.sqrt(v_hat) + eps)            # p -= lr m_hat / (sqrt(v_hat) + eps)
-
-
-# --- Fast twin (NumPy): the same update with one scratch buffer per tensor instead of seven ---
-# --- temporaries, the bias corrections folded into two scalars (layers/speed.py):          ---
-# ---   lr m_hat / (sqrt(v_hat) + eps) = step_size m / (sqrt(v) + eps sqrt(correction2)),     ---
-# ---   step_size = lr sqrt(correction2) / correction1                                       ---
-
-def adamw_fast(p, g, m, v, beta1, beta2, correction1, correction2, lr, eps, decay):
-    xp = array_module(p)
-    scratch = g * g
-    scratch *= 1.0 - beta2
-    v *= beta2
-    v += scratch                                        # v = beta2 v + (1 - beta2) g^2
-    xp.multiply(g, 1.0 - beta1, out=scratch)
-    m *= beta1
-    m += scratch                                        # m = beta1 m + (1 - beta1) g
-    p *= decay
-    denom = xp.sqrt(v, out=scratch)
-    denom += eps * math.sqrt(correction2)
-    step = xp.divide(m, denom, out=scratch)
-    step *= lr * math.sqrt(correction2) / correction1
-    p -= step
-
-
-# --- GPU fusion (CuPy only): one tensor's whole update as one kernel (gpu_kernels.py) ---
-
-ADAMW = gpu.fused_kernel(
-    "adamw", "T g, T beta1, T beta2, T correction1, T correction2, T lr, T eps, T decay", "T p, T m, T v", """
-    m = beta1 * m + (T(1) - beta1) * g;
-    v = beta2 * v + (T(1) - beta2) * g * g;
-    p = p * decay - lr * (m / correction1) / (sqrt(v / correction2) + eps);""")
-
-
-def adamw_fused(p, g, m, v, *scalars):
-    gpu.launch(ADAMW, g, *[p.dtype.type(s) for s in scalars], p, m, v)     # scalars in p's float type
 
 
 def lr_at(step, total_steps, lr, min_lr, warmup_steps):

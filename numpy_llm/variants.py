@@ -22,8 +22,8 @@ import math
 
 from .layers.attention import self_attention_backward, self_attention_forward
 from .layers.block import BlockCache, block_backward, block_forward, block_grads
-from .layers.dropout import dropout_backward, dropout_forward
-from .layers.layernorm import layernorm_backward, layernorm_forward
+from .layers.dropout import dropout_backward
+from .layers.kernels import PLAIN
 from .layers.mlp import mlp_backward, mlp_forward
 from .model import Block
 
@@ -35,14 +35,15 @@ def query_factor(C, n_head):
     return math.sqrt(C // n_head)
 
 
-def no_scale_block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
+def no_scale_block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None, kernels=PLAIN):
     """GPT-2's block whose attention scores are q k^T: its query parameters scaled by sqrt(hs)."""
     C = x.shape[-1]
     s = query_factor(C, n_head)
     w_qkv, b_qkv = p["attn.w_qkv"].copy(), p["attn.b_qkv"].copy()
     w_qkv[:, :C] *= s                                   # W_q' = s W_q: the query columns
     b_qkv[:C] *= s                                      # b_q' = s b_q
-    return block_forward(x, {**p, "attn.w_qkv": w_qkv, "attn.b_qkv": b_qkv}, n_head, dropout, rng, kv_cache)
+    return block_forward(x, {**p, "attn.w_qkv": w_qkv, "attn.b_qkv": b_qkv}, n_head, dropout, rng, kv_cache,
+                         kernels)
 
 
 def no_scale_block_backward(dout, cache):
@@ -60,18 +61,18 @@ NO_SCALE_BLOCK = Block("attention without 1/sqrt(hs)", no_scale_block_forward, n
 
 # --- no residual connections ----------------------------------------------------------------------
 
-def no_residual_block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
+def no_residual_block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None, kernels=PLAIN):
     """x1 = dropout(attn(ln_1(x))); out = dropout(mlp(ln_2(x1))): GPT-2's block without its two
     residual additions, so every path from out back to x goes through both sublayers."""
-    h1, ln_1_cache = layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
+    h1, ln_1_cache = kernels.layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
     a, attn_cache = self_attention_forward(h1, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"],
-                                           p["attn.b_proj"], n_head, dropout, rng, kv_cache)
-    x1, attn_dropout_cache = dropout_forward(a, dropout, rng)
-    h2, ln_2_cache = layernorm_forward(x1, p["ln_2.gamma"], p["ln_2.beta"])
-    m, mlp_cache = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
-    out, mlp_dropout_cache = dropout_forward(m, dropout, rng)
+                                           p["attn.b_proj"], n_head, dropout, rng, kv_cache, kernels)
+    x1, attn_dropout_cache = kernels.dropout_forward(a, dropout, rng)
+    h2, ln_2_cache = kernels.layernorm_forward(x1, p["ln_2.gamma"], p["ln_2.beta"])
+    m, mlp_cache = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"], kernels)
+    out, mlp_dropout_cache = kernels.dropout_forward(m, dropout, rng)
     return out, BlockCache(ln_1=ln_1_cache, attn=attn_cache, attn_dropout=attn_dropout_cache,
-                           ln_2=ln_2_cache, mlp=mlp_cache, mlp_dropout=mlp_dropout_cache)
+                           ln_2=ln_2_cache, mlp=mlp_cache, mlp_dropout=mlp_dropout_cache, kernels=kernels)
 
 
 def no_residual_block_backward(dout, cache):
@@ -82,10 +83,10 @@ def no_residual_block_backward(dout, cache):
     """
     dm, _ = dropout_backward(dout, cache.mlp_dropout)
     dh2, mlp_grads = mlp_backward(dm, cache.mlp)
-    dx1, ln_2_grads = layernorm_backward(dh2, cache.ln_2)
+    dx1, ln_2_grads = cache.kernels.layernorm_backward(dh2, cache.ln_2)
     da, _ = dropout_backward(dx1, cache.attn_dropout)
     dh1, attn_grads = self_attention_backward(da, cache.attn)
-    dx, ln_1_grads = layernorm_backward(dh1, cache.ln_1)
+    dx, ln_1_grads = cache.kernels.layernorm_backward(dh1, cache.ln_1)
     return dx, block_grads(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
 
 
@@ -97,8 +98,8 @@ NO_RESIDUAL_BLOCK = Block("no residual connections", no_residual_block_forward, 
 def exercise_block(name, forward, backward):
     """The Block of a learner's exercise file: their ``forward(x, p, n_head)`` (given) and their
     ``backward(dout, cache)`` (graded).  The exercise blocks have no dropout and no KV cache, so a
-    model that asks for either is refused."""
-    def model_signature_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
+    model that asks for either is refused; they run the learner's own math, whatever ``kernels``."""
+    def model_signature_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None, kernels=PLAIN):
         if dropout or kv_cache is not None:
             raise ValueError(f"the {name} block has no dropout and no KV cache: train it with dropout 0")
         return forward(x, p, n_head)

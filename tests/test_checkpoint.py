@@ -9,7 +9,7 @@ from numpy_llm.checkpoint import FORMAT_VERSION, load_checkpoint, load_model, sa
 from numpy_llm.files import atomic_write
 from numpy_llm.errors import UsageError
 from numpy_llm.model import ModelConfig, TinyTransformerLM
-from numpy_llm.optim import AdamW
+from numpy_llm.optim import LR, AdamW
 
 CONFIG = ModelConfig(block_size=8, n_layer=1, n_head=2, n_embd=8)
 
@@ -18,7 +18,7 @@ def saved(tmp_path, name="ckpt.npz"):
     model = TinyTransformerLM(CONFIG, Backend("numpy", "float32"), seed=3)
     opt = AdamW(model.params)
     _, grads = model.loss_and_grads(np.zeros((1, 8), int), np.ones((1, 8), int))
-    opt.step(model.params, grads)
+    opt.step(model.params, grads, LR)
     rng = np.random.default_rng(5)
     rng.random(3)
     meta = {"model": CONFIG.to_dict(), "train": {"lr": 0.001}, "step": 1, "adam_step": 1,

@@ -45,7 +45,7 @@ def test_float32_forward_keeps_every_activation_float32():
 
 def test_float32_step_keeps_loss_grads_params_and_state_float32():
     model = TinyTransformerLM(CONFIG, Backend("numpy", "float32"), seed=0)
-    optimizer = AdamW(model.params, lr=1e-3, weight_decay=0.1)
+    optimizer = AdamW(model.params, weight_decay=0.1, update=model.implementation.adamw_update)   # training's
     x, y = batch()
     for step in range(2):
         loss, grads = model.loss_and_grads(x, y, rng=np.random.default_rng(step))   # dropout path too

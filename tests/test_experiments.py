@@ -16,11 +16,13 @@ from numpy_llm.backend import Backend
 from numpy_llm.cli import build_parser, main
 from numpy_llm.commands.experiment import with_overrides
 from numpy_llm.experiments import EXPERIMENTS, LEARNER_BLOCK, Arm, ArmRunner, draw, run_experiment, save_curves
-from numpy_llm.layers.attention import causal_mask, merge_heads, self_attention_forward, softmax, split_heads
+from numpy_llm.layers.attention import causal_mask, merge_heads, self_attention_forward, split_heads
+from numpy_llm.layers.softmax import softmax
 from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
 from numpy_llm.layers.layernorm import layernorm_forward
 from numpy_llm.layers.mlp import mlp_forward
-from numpy_llm.model import GPT2_BLOCK, ModelConfig, TinyTransformerLM, init_params, model_forward
+from numpy_llm.model import GPT2_BLOCK, ModelConfig, TinyTransformerLM, model_forward
+from numpy_llm.params import init_params
 from numpy_llm.variants import NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK, no_residual_block_forward, no_scale_block_forward
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -79,7 +79,8 @@ def test_round_trip_is_bit_identical(tmp_path, capsys, dtype):
 
 def test_the_folder_has_the_gpt2_layout(tmp_path, capsys):
     model, hf_dir = exported(tmp_path, capsys)
-    assert sorted(os.listdir(hf_dir)) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(hf_dir)) == ["config.json", "merges.txt", "model.safetensors", "tokenizer.json",
+                                          "tokenizer_config.json", "vocab.json"]
     tensors = load_file(os.path.join(hf_dir, "model.safetensors"))
     expected = {"transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight",
                 "transformer.ln_f.bias"}
@@ -161,7 +162,8 @@ def test_export_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and "--overwrite" in err
     assert os.listdir(out) == ["notes.txt"]
     assert run_cli(capsys, "export", "--ckpt", ckpt, "--out", str(out), "--overwrite")[0] == 0
-    assert sorted(os.listdir(out)) == ["config.json", "model.safetensors", "notes.txt"]
+    assert sorted(os.listdir(out)) == ["config.json", "merges.txt", "model.safetensors", "notes.txt",
+                                       "tokenizer.json", "tokenizer_config.json", "vocab.json"]
     assert [p for p in os.listdir(tmp_path) if ".tmp-" in p] == []        # no temporary left behind
     code, _, err = run_cli(capsys, "export", "--ckpt", ckpt, "--out", ckpt)   # --out is a file
     assert code == 2 and len(err.splitlines()) == 1

@@ -12,14 +12,18 @@ import pytest
 import numpy_llm.commands.train as train_command
 import numpy_llm.train as train_module
 from gradcheck import TOLERANCE, suite
-from numpy_llm import gpu_kernels
+from numpy_llm import cuda
+from numpy_llm.cuda import fusion
 from numpy_llm.backend import Backend, BackendError, load_cupy
 from numpy_llm.checkpoint import load_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.generate import generate
-from numpy_llm.layers.dropout import dropout_forward
-from numpy_llm.layers.gelu import GELU_FORWARD, gelu_forward
-from numpy_llm.model import ModelConfig, TinyTransformerLM, init_params
+from numpy_llm.cuda.dropout import dropout_forward_fused
+from numpy_llm.cuda.gelu import GELU_FORWARD
+from numpy_llm.implementations import IMPLEMENTATIONS
+from numpy_llm.layers.gelu import gelu_forward
+from numpy_llm.model import ModelConfig, TinyTransformerLM
+from numpy_llm.params import init_params
 from numpy_llm.optim import AdamW, clip_grads
 
 pytestmark = pytest.mark.gpu
@@ -50,8 +54,9 @@ def rel(a, b):
     return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(b))), 1e-300)
 
 
-def test_gradcheck_suite_on_cupy(cupy):
-    results = suite.run_suite(Backend("cupy", "float64"))
+@pytest.mark.parametrize("name", ["plain", "fast", "cuda"])
+def test_gradcheck_suite_on_cupy(cupy, name):
+    results = suite.run_suite(Backend("cupy", "float64"), implementation=IMPLEMENTATIONS[name])
     assert len(results) == len(suite.run_suite(Backend("numpy", "float64")))
     for r in results:
         assert r.rel_error <= TOLERANCE, r.describe()
@@ -68,7 +73,7 @@ def train_steps(backend, n_steps=N_STEPS, seed=0, config=CONFIG):
     rng = np.random.default_rng(seed + 1)
     params = {n: p + 0.05 * rng.standard_normal(p.shape) for n, p in params.items()}
     model = TinyTransformerLM(config, backend, params=params)
-    opt = AdamW(model.params, lr=LR)
+    opt = AdamW(model.params, update=model.implementation.adamw_update)
     idx = rng.integers(0, 256, size=(4, config.block_size))
     targets = rng.integers(0, 256, size=(4, config.block_size))
     losses = []
@@ -77,7 +82,7 @@ def train_steps(backend, n_steps=N_STEPS, seed=0, config=CONFIG):
         losses.append(float(loss))
         host_grads = host_copy(backend, grads)
         clip_grads(grads, 1.0)
-        opt.step(model.params, grads)
+        opt.step(model.params, grads, LR)
     return losses, host_grads, host_copy(backend, model.params), host_copy(backend, opt.m), host_copy(backend, opt.v)
 
 
@@ -110,21 +115,20 @@ def test_training_step_matches_numpy(cupy, dtype):
 
 
 def test_cupy_runs_the_fused_kernels(cupy, monkeypatch):
-    """The layers and AdamW take their fused path on CuPy (gpu_kernels.py), and every registered
+    """A CuPy model and its AdamW run the CUDA set (implementations.py), and every registered
     kernel compiles and runs there; the tests above compare that path with NumPy (the gradcheck
     suite in float64, the training steps in float32 and float64)."""
     launched = set()
-    real_launch = gpu_kernels.launch
+    real_launch = fusion.launch
 
     def launch(kernel, *args):
         launched.add(kernel.name)
         return real_launch(kernel, *args)
-    monkeypatch.setattr(gpu_kernels, "launch", launch)
+    monkeypatch.setattr(fusion, "launch", launch)
     train_steps(Backend("cupy", "float32"), n_steps=1, config=dataclasses.replace(CONFIG, dropout=0.1))
-    assert launched == set(gpu_kernels.KERNELS), set(gpu_kernels.KERNELS) ^ launched
+    assert launched == set(cuda.KERNELS), set(cuda.KERNELS) ^ launched
     x = cupy.linspace(-4, 4, 101, dtype=cupy.float32)
-    assert gpu_kernels.on_gpu(x) and not gpu_kernels.on_gpu(np.zeros(3))
-    out, phi = gpu_kernels.launch(GELU_FORWARD, x)
+    out, phi = fusion.launch(GELU_FORWARD, x)
     expected, cache = gelu_forward(np.linspace(-4, 4, 101, dtype=np.float32))
     assert out.dtype == cupy.float32 and rel(out.get(), expected) < 1e-6
     assert rel(phi.get(), cache.phi) < 1e-6
@@ -135,12 +139,12 @@ def test_dropout_on_cupy_is_seeded_by_the_host_generator(cupy):
     state gives the same mask (so runs and resumes repeat), p of the elements are dropped, and the
     survivors are scaled by 1 / (1 - p)."""
     x = cupy.ones((64, 1000), dtype=cupy.float32)
-    (a, _), (b, _) = (dropout_forward(x, 0.25, np.random.default_rng(3)) for _ in range(2))
+    (a, _), (b, _) = (dropout_forward_fused(x, 0.25, np.random.default_rng(3)) for _ in range(2))
     a, b = a.get(), b.get()
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) == {0.0, np.float32(1 / 0.75)}
     assert abs((a == 0).mean() - 0.25) < 0.01
-    c, _ = dropout_forward(x, 0.25, np.random.default_rng(4))
+    c, _ = dropout_forward_fused(x, 0.25, np.random.default_rng(4))
     assert (c.get() != a).any()
 
 
@@ -188,8 +192,9 @@ def test_kv_cache_generation_equals_uncached_across_the_window_slide(cupy):
 @pytest.mark.parametrize("command", [
     ["train", *TINY, "--steps", "3", "--eval-interval", "3"],
     ["gradcheck"],
+    ["gradcheck", "--impl", "cuda"],
     ["bench", "--configs", "baby", "--steps", "2", "--warmup", "1", "--gen-tokens", "10", "--no-memory"],
-], ids=["train", "gradcheck", "bench"])
+], ids=["train", "gradcheck", "gradcheck-cuda", "bench"])
 def test_cli_commands_run_on_cupy(cupy, tmp_path, command):
     extra = ["--ckpt", str(tmp_path / "ckpt.npz")] if command[0] == "train" else []
     assert main([*command, *extra, "--xp", "cupy"]) == 0

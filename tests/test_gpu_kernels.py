@@ -1,11 +1,11 @@
-"""The fused GPU kernels, proven without a GPU.  Every kernel registered in
-``gpu_kernels.KERNELS`` (each layer declares its own, in its "GPU fusion" section) is compiled
-as plain C++ (T = double) in a loop over the elements and run on NumPy arrays.  Then
-``gpu_kernels.on_gpu`` and ``gpu_kernels.launch`` are patched so that the layers and AdamW take
-their fused path on NumPy with these CPU kernels: each layer's fused result must match its
-NumPy math (the same formulas) to 1e-12, the gradcheck suite must pass through the fused call
-sites, and a training step (without dropout, whose device-drawn mask has its own case) must
-match the NumPy one.  Skipped where no C++ compiler is found."""
+"""The fused GPU kernels, proven without a GPU.  Every kernel in ``numpy_llm.cuda.KERNELS`` (each
+module of numpy_llm/cuda/ declares its layer's) is compiled as plain C++ (T = double) in a loop
+over the elements and run on NumPy arrays.  Then ``fusion.launch`` is patched to run these CPU
+kernels, and the CUDA implementation (numpy_llm/implementations.py) runs on NumPy arrays: each
+fused function must match the plain function it replaces (the same formulas) to 1e-12, the
+gradcheck suite must pass with the CUDA set, and a training step (without dropout, whose
+device-drawn mask has its own case) must match the plain one.  Skipped where no C++ compiler
+is found."""
 import contextlib
 import ctypes
 import functools
@@ -16,11 +16,17 @@ import numpy as np
 import pytest
 
 from gradcheck import TOLERANCE, suite
-from numpy_llm import gpu_kernels, optim       # the layers and optim register their kernels on import
+from numpy_llm import cuda
 from numpy_llm.backend import Backend
-from numpy_llm.layers import attention, cross_entropy, dropout, gelu, layernorm, rows
+from numpy_llm.cuda import fusion
+from numpy_llm.fast import rows
+from numpy_llm.implementations import IMPLEMENTATIONS
+from numpy_llm.layers import cross_entropy, dropout, gelu, layernorm, softmax
+from numpy_llm.layers.attention import causal_mask
 from numpy_llm.model import ModelConfig, TinyTransformerLM
 from numpy_llm.optim import AdamW, clip_grads
+
+CUDA = IMPLEMENTATIONS["cuda"]
 
 CXX = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler to build the kernels for the CPU")
@@ -110,29 +116,28 @@ def cpu_launcher(kernel, run):
 
 
 # Each kind of kernel: how it is written as C++ for the CPU, and how that is called like CuPy's kernel
-KINDS = {gpu_kernels.FusedKernel: (kernel_source, cpu_launcher),
-         gpu_kernels.FusedRowSum: (row_sum_source, row_sum_launcher)}
+KINDS = {fusion.FusedKernel: (kernel_source, cpu_launcher),
+         fusion.FusedRowSum: (row_sum_source, row_sum_launcher)}
 
 
 @pytest.fixture(scope="module")
 def cpu_kernels(tmp_path_factory):
     """Every registered kernel compiled for the CPU, once per test run, by name."""
-    return compile_kernels(tmp_path_factory.mktemp("kernels"), list(gpu_kernels.KERNELS.values()))
+    return compile_kernels(tmp_path_factory.mktemp("kernels"), list(cuda.KERNELS.values()))
 
 
 @contextlib.contextmanager
 def fused_path(kernels):
-    """Inside, NumPy arrays count as 'on the GPU', so every layer and AdamW takes its fused path,
-    and ``launch`` runs ``kernels`` (compiled for the CPU).  Yields the names launched, in order."""
+    """Inside, ``launch`` runs ``kernels`` (compiled for the CPU) on NumPy arrays, so the CUDA
+    implementation runs here.  Yields the names launched, in order."""
     launched = []
 
     def launch(kernel, *args):
-        assert gpu_kernels.KERNELS[kernel.name] is kernel, kernel.name     # a registered kernel
+        assert cuda.KERNELS[kernel.name] is kernel, kernel.name     # a registered kernel
         launched.append(kernel.name)
         return kernels[kernel.name](*args)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gpu_kernels, "on_gpu", lambda array: isinstance(array, np.ndarray))
-        patch.setattr(gpu_kernels, "launch", launch)
+        patch.setattr(fusion, "launch", launch)
         yield launched
 
 
@@ -158,60 +163,65 @@ def assert_same(actual, expected, where="result"):
         assert actual == expected, where
 
 
-# One case per kernel: (inputs made with a NumPy rng) -> a call of the layer whose fused path
-# launches that kernel.  The call runs twice, NumPy then fused, and the results must match.
-def gelu_case(rng, backward=False):
+# One case per kernel: (inputs made with a NumPy rng, an implementation) -> a call of the step that
+# launches that kernel in the CUDA set.  The call runs twice, plain then CUDA, and the results must match.
+PLAIN_ROW_DOT = rows.row_dot
+
+
+def gelu_case(rng, impl, backward=False):
     x = 3.0 * rng.standard_normal((4, 5, 6))              # GELU's bend and both tails
     (_, cache), dout = gelu.gelu_forward(x), rng.standard_normal(x.shape)
-    return lambda: gelu.gelu_backward(dout, cache) if backward else gelu.gelu_forward(x)
+    return lambda: impl.layers.gelu_backward(dout, cache) if backward else impl.layers.gelu_forward(x)
 
 
-def layernorm_case(rng, backward=False):
+def layernorm_case(rng, impl, backward=False):
     x, gamma, beta = 2.0 + 3.0 * rng.standard_normal((2, 6, 8)), rng.standard_normal(8), rng.standard_normal(8)
     (_, cache), dout = layernorm.layernorm_forward(x, gamma, beta), rng.standard_normal(x.shape)
-    forward = lambda: layernorm.layernorm_forward(x, gamma, beta)
-    return (lambda: layernorm.layernorm_backward(dout, cache)) if backward else forward
+    forward = lambda: impl.layers.layernorm_forward(x, gamma, beta)
+    return (lambda: impl.layers.layernorm_backward(dout, cache)) if backward else forward
 
 
-def softmax_case(rng, backward=False):
-    scores = 4.0 * rng.standard_normal((2, 3, 5, 5)) + attention.causal_mask(np, 5, 5, "float64")
-    probs, dprobs = attention.softmax(scores.copy()), rng.standard_normal(scores.shape)
-    # copies: attention owns these buffers, so its NumPy softmax may overwrite them (speed.py)
-    return lambda: attention.softmax_backward(dprobs.copy(), probs) if backward else attention.softmax(scores.copy())
+def softmax_case(rng, impl, backward=False):
+    scores = 4.0 * rng.standard_normal((2, 3, 5, 5)) + causal_mask(np, 5, 5, "float64")
+    probs, dprobs = softmax.softmax(scores), rng.standard_normal(scores.shape)
+    # copies: a softmax in the table may overwrite its first argument (layers/kernels.py)
+    run = impl.layers
+    return lambda: run.softmax_backward(dprobs.copy(), probs) if backward else run.softmax(scores.copy())
 
 
-def cross_entropy_case(rng):
+def cross_entropy_case(rng, impl):
     logits, targets = 3.0 * rng.standard_normal((6, 5)), rng.integers(0, 5, size=6)
     _, cache = cross_entropy.cross_entropy_forward(logits, targets)
-    return lambda: cross_entropy.cross_entropy_backward(0.7, cache)
+    return lambda: impl.layers.cross_entropy_backward(0.7, cache)
 
 
-def adamw_case(rng):
+def adamw_case(rng, impl):
     """Three steps on a matrix (weight decay) and a vector (none); returns params, m, v."""
     start = {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(5)}
     grads = [{name: rng.standard_normal(p.shape) for name, p in start.items()} for _ in range(3)]
 
     def steps():
         params = {name: p.copy() for name, p in start.items()}
-        optimizer = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+        optimizer = AdamW(params, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1, update=impl.adamw_update)
         for g in grads:
-            optimizer.step(params, {name: x.copy() for name, x in g.items()})
+            optimizer.step(params, {name: x.copy() for name, x in g.items()}, 0.01)
         return params, optimizer.m, optimizer.v
     return steps
 
 
-def row_dot_case(rng):
+def row_dot_case(rng, impl):
     a, b = rng.standard_normal((2, 3, 7)), rng.standard_normal((2, 3, 7))
-    return lambda: rows.row_dot(a, b)
+    row_dot = cuda.rows.row_dot if impl is CUDA else PLAIN_ROW_DOT
+    return lambda: row_dot(a, b)
 
 
-def dropout_case(rng, device_mask=False):
+def dropout_case(rng, impl, device_mask=False):
     """On the fused path the mask is drawn on the device, not by the NumPy generator: the fused
     result is compared with that draw written in NumPy (``device_mask``): SplitMix64 of
     (seed, element index), its top 24 bits as a uniform number in [0, 1)."""
     x, p = rng.standard_normal((3, 4, 50)), 0.3
     if not device_mask:
-        return lambda: dropout.dropout_forward(x, p, np.random.default_rng(5))
+        return lambda: impl.layers.dropout_forward(x, p, np.random.default_rng(5))
 
     def numpy_draw():
         seed = np.random.default_rng(5).integers(0, 2 ** 63, dtype=np.uint64)
@@ -233,55 +243,61 @@ CASES = {"gelu_forward": gelu_case, "gelu_backward": functools.partial(gelu_case
 DEVICE_DRAWN = {"dropout"}      # kernels whose randomness differs from NumPy's by design: see their case
 
 
-@pytest.mark.parametrize("name", sorted(gpu_kernels.KERNELS))
-def test_each_kernel_matches_the_layers_numpy_math(cpu_kernels, name):
-    assert name in CASES, f"kernel {name!r} has no comparison with its layer's NumPy math: add a case"
-    call = CASES[name](np.random.default_rng(0))
-    expected = CASES[name](np.random.default_rng(0), device_mask=True)() if name in DEVICE_DRAWN else call()
+@pytest.mark.parametrize("name", sorted(cuda.KERNELS))
+def test_each_kernel_matches_the_plain_math(cpu_kernels, name):
+    assert name in CASES, f"kernel {name!r} has no comparison with the plain math it replaces: add a case"
+    plain = IMPLEMENTATIONS["plain"]
+    expected = (CASES[name](np.random.default_rng(0), plain, device_mask=True) if name in DEVICE_DRAWN
+                else CASES[name](np.random.default_rng(0), plain))()
     with fused_path(cpu_kernels) as launched:
-        actual = call()
-    assert name in launched, f"the layer did not launch {name} on its fused path"
+        actual = CASES[name](np.random.default_rng(0), CUDA)()
+    assert name in launched, f"the CUDA set did not launch {name}"
     assert_same(actual, expected, name)
+
+
+def test_a_kernel_name_used_twice_is_refused():
+    with pytest.raises(ValueError, match="gelu_forward"):
+        fusion.kernel_registry(cuda.gelu.GELU_FORWARD, cuda.gelu.GELU_FORWARD._replace(body="out = x;"))
 
 
 def test_a_wrong_kernel_body_is_caught(cpu_kernels, tmp_path):
     """The check can fail: GELU's backward without the product rule's phi term."""
-    right = gpu_kernels.KERNELS["gelu_backward"]
+    right = cuda.KERNELS["gelu_backward"]
     wrong = right._replace(body=right.body.replace("(T(1) + T(2) * x", "(T(2) * x"))
     assert wrong.body != right.body
     kernels = dict(cpu_kernels, **compile_kernels(tmp_path, [wrong]))
-    call = CASES["gelu_backward"](np.random.default_rng(0))
-    expected = call()
+    expected = CASES["gelu_backward"](np.random.default_rng(0), IMPLEMENTATIONS["plain"])()
+    call = CASES["gelu_backward"](np.random.default_rng(0), CUDA)
     with fused_path(kernels), pytest.raises(AssertionError, match="max error"):
         assert_same(call(), expected)
     with fused_path(kernels):                          # and the gradcheck suite fails on it too
-        gelu_results = [r for r in suite.layer_checks(np) if r.component == "gelu"]
+        gelu_results = [r for r in suite.layer_checks(np, kernels=CUDA.layers) if r.component == "gelu"]
     assert gelu_results and not all(r.passed for r in gelu_results)
 
 
-def test_the_gradcheck_suite_passes_through_the_fused_call_sites(cpu_kernels):
+def test_the_gradcheck_suite_passes_with_the_cuda_set(cpu_kernels):
     with fused_path(cpu_kernels) as launched:
-        results = suite.run_suite(Backend("numpy", "float64"))
+        results = suite.run_suite(Backend("numpy", "float64"), implementation=CUDA)
     for r in results:
         assert r.rel_error <= TOLERANCE, r.describe()
-    assert set(launched) == set(gpu_kernels.KERNELS) - {optim.ADAMW.name}    # the suite has no optimizer
+    assert set(launched) == set(cuda.KERNELS) - {cuda.adamw.ADAMW.name}    # the suite has no optimizer
 
 
-def test_a_training_step_through_the_fused_call_sites_matches_the_numpy_one(cpu_kernels):
+def test_a_training_step_with_the_cuda_set_matches_the_plain_one(cpu_kernels):
     config = ModelConfig(block_size=8, n_layer=2, n_head=2, n_embd=8, dropout=0.0)    # masks differ by design
     data = np.random.default_rng(0).integers(0, 256, size=(3, 9))
 
-    def one_step():
-        model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=0)
-        optimizer = AdamW(model.params, lr=0.01, weight_decay=0.1)
+    def one_step(implementation):
+        model = TinyTransformerLM(config, Backend("numpy", "float64"), seed=0, implementation=implementation)
+        optimizer = AdamW(model.params, weight_decay=0.1, update=model.implementation.adamw_update)
         loss, grads = model.loss_and_grads(data[:, :-1], data[:, 1:], rng=np.random.default_rng(1))
         norm = clip_grads(grads, 0.5)
-        optimizer.step(model.params, grads)
+        optimizer.step(model.params, grads, 0.01)
         return float(loss), norm, grads, model.params, optimizer.m, optimizer.v
-    plain = one_step()
+    plain = one_step("plain")
     with fused_path(cpu_kernels) as launched:
-        fused = one_step()
+        fused = one_step(CUDA)
     _, plain_norm, *_ = plain
     assert plain_norm > 0.5                            # the clip did scale the gradients
-    assert set(launched) == set(gpu_kernels.KERNELS) - DEVICE_DRAWN, "every other kernel runs in a training step"
+    assert set(launched) == set(cuda.KERNELS) - DEVICE_DRAWN, "every other kernel runs in a training step"
     assert_same(fused, plain, "step")

@@ -8,6 +8,8 @@ import pytest
 import gradcheck.suite
 from gradcheck import TOLERANCE, CheckResult, check_gradients, check_layer, numeric_grad_at, relative_error
 from numpy_llm import cli
+from numpy_llm.implementations import IMPLEMENTATIONS
+from numpy_llm.layers.kernels import PLAIN
 from numpy_llm.layers.attention import causal_attention_forward
 from numpy_llm.layers.embedding import embedding_backward, embedding_forward
 from numpy_llm.layers.gelu import gelu_forward
@@ -102,27 +104,38 @@ def embedding_backward_assign(dx, cache):
     return None, {"wte": dwte, "wpe": grads["wpe"]}
 
 
-BREAKAGES = [  # (name in gradcheck.suite, broken backward, suite component, wrong tensors)
+BREAKAGES = [  # (name in the kernels table or gradcheck.suite, broken backward, suite component, wrong tensors)
     ("layernorm_backward", layernorm_backward_no_xhat_term, "layernorm", {"x"}),
     ("gelu_backward", gelu_backward_no_tanh_slope, "gelu", {"x"}),
     ("causal_attention_backward", attention_backward_no_row_sum, "attention core", {"q", "k"}),
     ("embedding_backward", embedding_backward_assign, "embedding", {"wte"}),
 ]
 BREAKAGE_IDS = [b[2] for b in BREAKAGES]
+USED_BY = {"layernorm": {"block"}, "gelu": {"mlp", "block"}}   # the layers that call a kernel's step too
+
+
+def broken_layer_checks(monkeypatch, name, broken):
+    """The suite's layer checks with ``name`` broken: a slot of the kernels table, or a suite import."""
+    if name in PLAIN._fields:
+        return gradcheck.suite.layer_checks(np, kernels=PLAIN._replace(**{name: broken}))
+    monkeypatch.setattr(gradcheck.suite, name, broken)
+    return gradcheck.suite.layer_checks(np)
 
 
 @pytest.mark.parametrize("name,broken,component,wrong", BREAKAGES, ids=BREAKAGE_IDS)
 def test_suite_catches_broken_backward(monkeypatch, name, broken, component, wrong):
-    monkeypatch.setattr(gradcheck.suite, name, broken)
-    results = [r for r in gradcheck.suite.layer_checks(np) if r.component == component]
+    all_results = broken_layer_checks(monkeypatch, name, broken)
+    results = [r for r in all_results if r.component == component]
     assert results
     for r in results:
         if r.tensor in wrong:
             assert not r.passed and r.rel_error > WRONG_AT_LEAST, r
         else:
             assert r.passed, r.describe()                     # the untouched tensors still pass
-    others = [r for r in gradcheck.suite.layer_checks(np) if not r.component.startswith(component)]
+    callers = USED_BY.get(component, set())
+    others = [r for r in all_results if not r.component.startswith(component) and r.component not in callers]
     assert all(r.passed for r in others)
+    assert all(not all(r.passed for r in all_results if r.component == c) for c in callers)
 
 
 def _own_inputs(component, rng):
@@ -178,21 +191,34 @@ def test_cli_gradcheck_all_pass(capsys):
     assert "FAIL" not in out + err
 
 
+def with_layer_step(implementation, **steps):
+    """``implementation`` with some of its layers' steps replaced."""
+    return implementation._replace(layers=implementation.layers._replace(**steps))
+
+
 def test_cli_gradcheck_reports_broken_backward(monkeypatch, capsys):
-    monkeypatch.setattr(gradcheck.suite, "layernorm_backward", layernorm_backward_no_xhat_term)
+    broken = with_layer_step(IMPLEMENTATIONS["plain"], layernorm_backward=layernorm_backward_no_xhat_term)
+    monkeypatch.setitem(IMPLEMENTATIONS, "plain", broken)
     rc = cli.main(["gradcheck"])
     out, err = capsys.readouterr()
     assert rc != 0
-    failing = [row for row in _table_rows(out) if row.split()[-1] == "FAIL"]
-    assert [row.split()[:2] for row in failing] == [["layernorm", "x"]]
+    failing = [row.split()[:2] for row in _table_rows(out) if row.split()[-1] == "FAIL"]
+    assert ["layernorm", "x"] in failing and ["layernorm", "gamma"] not in failing
+    assert {component for component, _ in failing} == {"layernorm", "block", "model"}   # where LayerNorm runs
     assert "FAIL: layernorm / x" in err
 
 
-def test_cli_gradcheck_plain_checks_the_plain_math_and_restores_the_twins(monkeypatch, capsys):
-    from numpy_llm.layers import gelu, speed
+@pytest.mark.parametrize("flags, checked", [([], "plain"), (["--impl", "plain"], "plain"), (["--impl", "fast"], "fast")])
+def test_cli_gradcheck_checks_the_plain_math_unless_told(monkeypatch, flags, checked):
+    """The default checks the plain lines the chapters show; ``--impl fast`` the twins training runs."""
     seen = []
-    real = gelu.gelu_backward_fast
-    monkeypatch.setattr(gelu, "gelu_backward_fast", lambda *a: (seen.append("fast"), real(*a))[1])
-    assert cli.main(["gradcheck", "--plain"]) == 0
-    assert seen == [] and speed.FAST_TWINS is True
-    assert cli.main(["gradcheck"]) == 0 and seen
+    for name in ("plain", "fast"):
+        spy = lambda *a, real=IMPLEMENTATIONS[name].layers.gelu_backward, name=name: (seen.append(name), real(*a))[1]
+        monkeypatch.setitem(IMPLEMENTATIONS, name, with_layer_step(IMPLEMENTATIONS[name], gelu_backward=spy))
+    assert cli.main(["gradcheck", *flags]) == 0
+    assert seen and set(seen) == {checked}
+
+
+def test_cli_gradcheck_refuses_cuda_on_numpy(capsys):
+    assert cli.main(["gradcheck", "--impl", "cuda"]) == 2
+    assert "--xp cupy" in capsys.readouterr().err

@@ -5,9 +5,13 @@ import numpy as np
 import pytest
 
 from gradcheck import TOLERANCE, check_layer, suite
+from numpy_llm.fast import FAST
+from numpy_llm.fast.gelu import gelu_backward_fast, gelu_forward_fast
+from numpy_llm.fast.layernorm import layernorm_backward_fast, layernorm_forward_fast
+from numpy_llm.fast.rows import row_dot, row_mean, row_sum
+from numpy_llm.fast.softmax import softmax_backward_inplace, softmax_inplace
 from numpy_llm.layers.attention import (causal_attention_backward, causal_attention_forward,
-                                        causal_mask, self_attention_backward, self_attention_forward,
-                                        softmax)
+                                        causal_mask, self_attention_backward, self_attention_forward)
 from numpy_llm.layers.block import block_backward, block_forward
 from numpy_llm.layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from numpy_llm.layers.dropout import dropout_backward, dropout_forward
@@ -17,8 +21,7 @@ from numpy_llm.layers.layernorm import EPS as LN_EPS
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 from numpy_llm.layers.mlp import mlp_backward, mlp_forward
-from numpy_llm.layers import attention, gelu, layernorm, speed
-from numpy_llm.layers.rows import row_dot, row_mean, row_sum
+from numpy_llm.layers.softmax import softmax, softmax_backward
 
 FORWARD_TOL = 1e-12      # float64 identities computed with the same operations (other shapes/slices)
 REIMPL_TOL = 1e-10       # float64, against an independent re-implementation (other order of operations)
@@ -301,39 +304,62 @@ def test_cross_entropy_backward_twice_gives_the_same_gradient(rng):
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.fixture
-def plain_layers(monkeypatch):
-    monkeypatch.setattr(speed, "FAST_TWINS", False)
-
-
-def test_fast_twins_equal_the_plain_math(rng, plain_layers):
-    """Every fast twin (layers/speed.py) against the plain function it stands in for."""
+def test_fast_twins_equal_the_plain_math(rng):
+    """Every fast twin (numpy_llm/fast/) against the plain function it stands in for."""
     x, dout = randn(rng, 4, 6, 16, scale=3.0), randn(rng, 4, 6, 16)
-    out, cache = gelu.gelu_forward(x)
-    out_fast, cache_fast = gelu.gelu_forward_fast(x)
+    out, cache = gelu_forward(x)
+    out_fast, cache_fast = gelu_forward_fast(x)
     np.testing.assert_allclose(out_fast, out, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(cache_fast.phi, cache.phi, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(gelu.gelu_backward_fast(dout, cache)[0], gelu.gelu_backward(dout, cache)[0],
+    np.testing.assert_allclose(gelu_backward_fast(dout, cache)[0], gelu_backward(dout, cache)[0],
                                rtol=1e-12, atol=1e-15)
     gamma, beta = randn(rng, 16, shift=1.0), randn(rng, 16)
-    out, cache = layernorm.layernorm_forward(x, gamma, beta)
-    out_fast, cache_fast = layernorm.layernorm_forward_fast(x, gamma, beta)
+    out, cache = layernorm_forward(x, gamma, beta)
+    out_fast, cache_fast = layernorm_forward_fast(x, gamma, beta)
     np.testing.assert_allclose(out_fast, out, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cache_fast.xhat, cache.xhat, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(cache_fast.rstd, cache.rstd, rtol=1e-12)
-    dx_fast, grads_fast = layernorm.layernorm_backward_fast(dout, cache)
-    dx, grads = layernorm.layernorm_backward(dout, cache)
+    dx_fast, grads_fast = layernorm_backward_fast(dout, cache)
+    dx, grads = layernorm_backward(dout, cache)
     np.testing.assert_allclose(dx_fast, dx, rtol=1e-11, atol=1e-13)
     for name in grads:
         np.testing.assert_allclose(grads_fast[name], grads[name], rtol=1e-11, atol=1e-13, err_msg=name)
     scores = randn(rng, 2, 3, 5, 5, scale=4.0) + causal_mask(np, 5, 5, "float64")
-    probs = attention.softmax(scores)
-    np.testing.assert_allclose(attention.softmax_fast(scores.copy()), probs, rtol=1e-13, atol=1e-16)
+    probs = softmax(scores)
+    np.testing.assert_allclose(softmax_inplace(scores.copy()), probs, rtol=1e-13, atol=1e-16)
     dprobs = randn(rng, 2, 3, 5, 5)
-    np.testing.assert_allclose(attention.softmax_backward_fast(dprobs.copy(), probs),
-                               attention.softmax_backward(dprobs, probs), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(softmax_backward_inplace(dprobs.copy(), probs),
+                               softmax_backward(dprobs, probs), rtol=1e-12, atol=1e-15)
 
 
-def test_the_plain_layers_pass_the_gradient_checks(plain_layers):
+def test_the_in_place_twins_write_into_their_first_argument(rng):
+    """As their names say: attention hands them buffers it never reads again."""
+    scores, dprobs = randn(rng, 3, 4), randn(rng, 3, 4)
+    probs = softmax_inplace(scores)
+    assert probs is scores
+    assert softmax_backward_inplace(dprobs, probs) is dprobs
+
+
+def test_the_plain_layers_pass_the_gradient_checks():
     results = suite.run_suite()
     assert results and all(r.passed for r in results), [r.describe() for r in results if not r.passed]
+
+
+def test_the_fast_twins_pass_the_gradient_checks():
+    results = suite.layer_checks(np, kernels=FAST)
+    assert results and all(r.passed for r in results), [r.describe() for r in results if not r.passed]
+
+
+@pytest.mark.parametrize("vocab_size", [300, 5000])
+def test_the_grouped_embedding_gradient_equals_the_one_hot_product(rng, vocab_size):
+    """fast/embedding.py groups positions by token above ONE_HOT_MAX_VOCAB; below it runs the plain product."""
+    from numpy_llm.fast.embedding import embedding_backward_grouped
+    from numpy_llm.layers.embedding import embedding_backward, embedding_forward
+    idx = rng.integers(0, vocab_size, size=(4, 9))
+    idx[0, :3] = 7                                                # repeated tokens add up
+    _, cache = embedding_forward(idx, randn(rng, vocab_size, 6), randn(rng, 12, 6), start=2)
+    dx = randn(rng, 4, 9, 6)
+    _, grouped = embedding_backward_grouped(dx, cache)
+    _, plain = embedding_backward(dx, cache)
+    for name in plain:
+        np.testing.assert_allclose(grouped[name], plain[name], rtol=1e-13, atol=1e-15, err_msg=name)

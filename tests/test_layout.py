@@ -101,3 +101,37 @@ def test_no_cache_is_read_by_position():
     if tracked.returncode == 128:
         pytest.skip("not a git checkout")
     assert tracked.stdout == ""
+
+
+def test_the_layers_hold_only_the_math():
+    """A layer file is its forward and backward: no fast twin, no GPU kernel, no global switch, and
+    nothing imported from above the layers but the backend's ``array_module``."""
+    graph = import_graph()
+    for name, path in modules().items():
+        if not name.startswith("numpy_llm.layers"):
+            continue
+        source = open(path).read()
+        for word in ("_fast", "_inplace", "_fused", "fused_kernel", "Kernel(", "cupy", "FAST_TWINS", "speed"):
+            assert word not in source, (name, word)
+        above = {m for m in graph[name] if not m.startswith("numpy_llm.layers")}
+        assert above <= {"numpy_llm.backend"}, (name, above)
+
+
+def test_only_the_implementation_table_chooses_fast_or_cuda_code():
+    """fast/ and cuda/ import the layers (to name what they replace), never the reverse; outside them
+    only implementations.py picks them up (and the tests, which hold each to its plain function)."""
+    graph = import_graph()
+    for name, imported in graph.items():
+        if name.startswith(("numpy_llm.fast", "numpy_llm.cuda")) or name == "numpy_llm.implementations":
+            continue
+        picked = {m for m in imported if m.startswith(("numpy_llm.fast", "numpy_llm.cuda"))}
+        assert not picked, (name, picked)
+    assert not {m for m in graph["numpy_llm.fast"] if m.startswith("numpy_llm.cuda")}
+
+
+def test_no_global_switch_chooses_an_implementation():
+    tracked = subprocess.run(["git", "grep", "-n", "FAST_TWINS", "--", "numpy_llm", "gradcheck"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    if tracked.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert tracked.stdout == ""

@@ -1,7 +1,7 @@
 """Every fused kernel compiles with the real NVRTC, as CuPy would compile it, without a GPU.
 
 tests/test_gpu_kernels.py proves the kernel bodies right as plain C++; this proves them
-*CUDA*: each kernel in ``gpu_kernels.KERNELS``, in float32 and float64, is turned into the
+*CUDA*: each kernel in ``numpy_llm.cuda.KERNELS``, in float32 and float64, is turned into the
 CUDA source CuPy's ``ElementwiseKernel`` generates for it (CuPy's own generator, with its
 headers and compiler options) and compiled by NVRTC for sm_80 (A100) and sm_90 (H100/H200).
 Neither step needs a driver or a device.  Skipped unless CuPy and NVRTC are installed
@@ -14,7 +14,8 @@ import os
 import numpy as np
 import pytest
 
-from numpy_llm import gpu_kernels, model, optim  # noqa: F401  (importing them registers every kernel)
+from numpy_llm import cuda
+from numpy_llm.cuda import fusion
 
 REQUIRED = os.environ.get("NUMPY_LLM_REQUIRE_NVRTC") == "1"      # .ci/run: a skip would hide a gap
 
@@ -46,7 +47,7 @@ def cupy_kernel_source(kernel, dtype):
     the same way."""
     from cupy._core import _carray, _kernel, _reduction, _scalar, core
     ndarray, indexer, scalar = 1, 2, 3                                           # CuPy's _ArgKind values
-    row_sum = isinstance(kernel, gpu_kernels.FusedRowSum)
+    row_sum = isinstance(kernel, fusion.FusedRowSum)
     ins = _kernel._get_param_info(kernel.inputs, True)
     outs = _kernel._get_param_info("T total" if row_sum else kernel.outputs, False)
     arg_dtype = lambda p: np.dtype(dtype) if p.dtype is None else p.dtype       # "T x" or "int64 n"
@@ -108,9 +109,9 @@ def nvrtc_ready():
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", sorted(gpu_kernels.KERNELS))
+@pytest.mark.parametrize("name", sorted(cuda.KERNELS))
 def test_each_kernel_compiles_with_nvrtc(nvrtc_ready, name, dtype, arch):
-    source, options = cupy_kernel_source(gpu_kernels.KERNELS[name], dtype)
+    source, options = cupy_kernel_source(cuda.KERNELS[name], dtype)
     error = nvrtc_compile(source, options, arch)
     assert error is None, f"{name} ({dtype}, {arch}) does not compile:\n{error}\n--- source ---\n{source}"
 
@@ -118,7 +119,7 @@ def test_each_kernel_compiles_with_nvrtc(nvrtc_ready, name, dtype, arch):
 def test_a_kernel_that_does_not_compile_is_caught(nvrtc_ready):
     """The check can fail: GELU's backward with a typo (an undeclared name), one with a missing
     semicolon, and a row sum whose term names an input it does not have."""
-    gelu, row_dot = gpu_kernels.KERNELS["gelu_backward"], gpu_kernels.KERNELS["row_dot"]
+    gelu, row_dot = cuda.KERNELS["gelu_backward"], cuda.KERNELS["row_dot"]
     wrong = [gelu._replace(body=gelu.body.replace("phi * (", "phii * (")),
              gelu._replace(body=gelu.body.replace(";", "", 1)),
              row_dot._replace(term="a * c")]

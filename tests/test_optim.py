@@ -6,6 +6,7 @@ import numpy as np
 from numpy_llm import optim
 import pytest
 
+from numpy_llm.fast.adamw import adamw_update_fast
 from numpy_llm.optim import AdamW, clip_grads, global_grad_norm, lr_at
 
 EXACT = 1e-12   # float64 hand computation vs the in-place implementation
@@ -31,19 +32,19 @@ def test_adamw_two_steps_match_hand_computation():
     params = {"w": rng.standard_normal((3, 4)), "b": rng.standard_normal(4)}
     start = {k: v.copy() for k, v in params.items()}
     grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(2)]
-    opt = AdamW(params, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+    opt = AdamW(params, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
     for g in grads:
-        opt.step(params, {k: v.copy() for k, v in g.items()})
+        opt.step(params, {k: v.copy() for k, v in g.items()}, 0.01)
     for name, decay in (("w", True), ("b", False)):   # decay on matrices only, not biases
         expected = hand_adamw(start[name], [g[name] for g in grads], 0.01, (0.9, 0.99), 1e-8, 0.1, decay)
         np.testing.assert_allclose(params[name], expected, rtol=0, atol=EXACT)
     assert opt.step_count == 2
 
 
-def test_adamw_updates_in_place_and_lr_override():
+def test_adamw_updates_in_place_with_each_steps_lr():
     params = {"w": np.ones((2, 2))}
     ref = params["w"]
-    opt = AdamW(params, lr=1.0, weight_decay=0.0)
+    opt = AdamW(params, weight_decay=0.0)
     opt.step(params, {"w": np.ones((2, 2))}, lr=0.5)
     assert params["w"] is ref                                  # same buffer
     np.testing.assert_allclose(ref, 0.5 * np.ones((2, 2)), atol=1e-6)   # first step moves by ~lr
@@ -98,6 +99,6 @@ def test_the_adamw_fast_twin_equals_the_plain_update():
     scalars = (0.9, 0.99, 1 - 0.9 ** 3, 1 - 0.99 ** 3, 0.01, 1e-8, 0.999)
     plain, fast = ({k: a.copy() for k, a in states[0].items()} for _ in range(2))
     optim.adamw_update(plain["p"], plain["g"], plain["m"], plain["v"], *scalars)
-    optim.adamw_fast(fast["p"], fast["g"], fast["m"], fast["v"], *scalars)
+    adamw_update_fast(fast["p"], fast["g"], fast["m"], fast["v"], *scalars)
     for k in "pmv":
         np.testing.assert_allclose(fast[k], plain[k], rtol=1e-12, atol=1e-15, err_msg=k)

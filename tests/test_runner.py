@@ -101,7 +101,7 @@ def test_dropout_training_with_workers_is_reproducible_and_uses_the_generator():
         for _ in range(2):
             loss, grads = threads.loss_and_grads(x, y, rng)
             clip_grads(grads, 1.0)
-            optimizer.step(model.params, grads)
+            optimizer.step(model.params, grads, 1e-3)
         return float(loss), model.params["wte"].copy()
     loss_a, wte_a = two_steps(0)
     loss_b, wte_b = two_steps(0)

@@ -3,11 +3,11 @@ same numbers as on NumPy, and the strict backend really does catch stray NumPy c
 import numpy as np
 import pytest
 
-import numpy_llm.layers.mlp
 from gradcheck import TOLERANCE, suite
 from numpy_llm.backend import Backend, array_module
 from numpy_llm.layers.gelu import CUBIC, SQRT_2_OVER_PI, gelu_forward
-from numpy_llm.model import ModelConfig, TinyTransformerLM, init_params
+from numpy_llm.model import ModelConfig, TinyTransformerLM
+from numpy_llm.params import init_params
 from numpy_llm.optim import AdamW, clip_grads, clip_grads_on_device
 from strict_xp import StrictArray, StrictError, counting_reads, strict_xp
 
@@ -71,15 +71,16 @@ def test_loss_and_grads_match_numpy(strict64, dropout_on):
 
 def test_optimizer_step_matches_numpy(strict64):
     ref, strict, idx, targets = twin_models(strict64)
-    opt_ref, opt = AdamW(ref.params, lr=1e-2), AdamW(strict.params, lr=1e-2)
+    opt_ref = AdamW(ref.params, update=ref.implementation.adamw_update)
+    opt = AdamW(strict.params, update=strict.implementation.adamw_update)
     for _ in range(2):
         _, grads_ref = ref.loss_and_grads(idx, targets)
         _, grads = strict.loss_and_grads(idx, targets)
         norm_ref, norm = clip_grads(grads_ref, 0.5), clip_grads(grads, 0.5)
         assert norm_ref > 0.5                                  # clipping really happened
         assert abs(norm - norm_ref) <= MATCH * norm_ref
-        opt_ref.step(ref.params, grads_ref)
-        opt.step(strict.params, grads)
+        opt_ref.step(ref.params, grads_ref, 1e-2)
+        opt.step(strict.params, grads, 1e-2)
     for name, p in strict.params.items():
         assert isinstance(p, StrictArray) and isinstance(opt.m[name], StrictArray)
         assert rel_diff(p.get(), ref.params[name]) <= MATCH, name
@@ -89,7 +90,7 @@ def test_a_training_step_reads_nothing_back_until_it_logs(strict64):
     """On a GPU every device -> host read is a sync.  One step (forward and backward with dropout,
     the clip, AdamW) reads nothing back; a logging step reads exactly the loss and the norm."""
     _, strict, idx, targets = twin_models(strict64)
-    optimizer = AdamW(strict.params, lr=1e-2)
+    optimizer = AdamW(strict.params, update=strict.implementation.adamw_update)
     with counting_reads() as reads:
         loss, grads = strict.loss_and_grads(idx, targets, rng=np.random.default_rng(7))
         norm = clip_grads_on_device(grads, 0.5)
@@ -202,7 +203,9 @@ def _gelu_stray_function(x):
 def test_stray_numpy_call_in_a_layer_is_caught(monkeypatch, strict64, bad_gelu):
     ref, strict, idx, _ = twin_models(strict64)
     good_logits = ref.logits(idx)
-    monkeypatch.setattr(numpy_llm.layers.mlp, "gelu_forward", bad_gelu)
+    for model in (ref, strict):                         # the bad GELU in the models' kernels table
+        layers = model.implementation.layers._replace(gelu_forward=bad_gelu)
+        monkeypatch.setattr(model, "implementation", model.implementation._replace(layers=layers))
     # On NumPy the bad layer is invisible: the same numbers as the real GELU.
     x = np.random.default_rng(0).standard_normal((4, 5)) * 3.0
     assert rel_diff(bad_gelu(x)[0], gelu_forward(x.copy())[0]) <= MATCH

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UsageError
-from ..model import ModelConfig, init_params
+from ..model import ModelConfig
+from ..params import init_params
 from ..settings import TrainSettings
 
 TRAINING = TrainSettings()                       # training's defaults

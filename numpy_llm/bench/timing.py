@@ -119,7 +119,7 @@ class NumpyTrainer:
     def __init__(self, bc, backend, host_params, batch, workers=1):
         model = TinyTransformerLM(bc.model_config(), backend, params=host_params)   # copies them
         self.runner = ThreadRunner(model, workers)
-        self.optimizer = AdamW(model.params, lr=LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
+        self.optimizer = AdamW(model.params, BETAS, EPS, WEIGHT_DECAY, model.implementation.adamw_update)
         self.x = backend.asarray(batch[0], dtype="int64")
         self.y = backend.asarray(batch[1], dtype="int64")
         self.last_loss = None

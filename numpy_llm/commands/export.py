@@ -4,13 +4,14 @@
     python cli.py export --from-hf hf_model --out imported.npz     transformers -> numpy_llm
 
 The folder holds model.safetensors and config.json, as ``GPT2LMHeadModel.save_pretrained``
-writes them; the conversion is in numpy_llm/export.py.
+writes them, and the tokenizer's files, as ``save_pretrained`` of GPT-2's tokenizer writes them;
+the conversion is in numpy_llm/export.py.
 """
 import argparse
 import os
 import sys
 
-from ..checkpoint import config_from_meta, load_checkpoint, params_from_arrays, save_checkpoint
+from ..checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays, save_checkpoint
 from ..errors import UsageError
 from ..export import export_hf, import_hf
 
@@ -39,9 +40,10 @@ def _to_hf(args):
     ckpt = getattr(args, "ckpt", "ckpt.npz")
     arrays, meta = load_checkpoint(ckpt)
     config = config_from_meta(meta, ckpt)
-    export_hf(params_from_arrays(arrays, config, ckpt), config, args.out, args.overwrite)
-    print(f"exported {ckpt} (step {meta.get('step', '?')}) to {args.out}/ "
-          f"(model.safetensors, config.json)", file=sys.stderr)
+    export_hf(params_from_arrays(arrays, config, ckpt), config, args.out, args.overwrite,
+              checked_tokenizer(arrays, config, ckpt))
+    print(f"exported {ckpt} (step {meta.get('step', '?')}) to {args.out}/ (model.safetensors, config.json, "
+          f"the tokenizer's files)", file=sys.stderr)
     return 0
 
 
@@ -52,11 +54,11 @@ def _from_hf(args):
         raise UsageError(f"--out {args.out} is a folder; with --from-hf it names the checkpoint file to write")
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
-    params, config = import_hf(args.from_hf)
+    params, config, tokenizer = import_hf(args.from_hf)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = {"model": config.to_dict(), "dtype": next(iter(params.values())).dtype.name,
             "imported_from": os.path.abspath(args.from_hf)}
-    save_checkpoint(args.out, params, meta)
+    save_checkpoint(args.out, params, meta, tokenizer=tokenizer)
     print(f"imported {args.from_hf} ({config.n_layer} layers, width {config.n_embd}, block "
-          f"{config.block_size}) to {args.out}", file=sys.stderr)
+          f"{config.block_size}, {config.vocab_size} tokens) to {args.out}", file=sys.stderr)
     return 0

@@ -22,17 +22,21 @@ Full multi-head self-attention (GPT-2), x (B, T, C), H heads of size hs = C / H:
 
 During generation the queries may be fewer than the keys (Tq <= Tk: new positions
 attend to cached ones); the mask then lets query i see keys j <= i + (Tk - Tq).
+
+Softmax (softmax.py) and dropout are called through ``kernels`` (kernels.py): their plain math
+unless a model passes a faster set.
 """
 import functools
 import math
 from typing import Any, NamedTuple
 
-from .. import gpu_kernels as gpu
 from ..backend import array_module
-from . import speed
-from .dropout import DropoutCache, dropout_backward, dropout_forward
+from .dropout import DropoutCache, dropout_backward
+from .kernels import PLAIN, Kernels
 from .linear import LinearCache, linear_backward, linear_forward
-from .rows import row_dot, row_sum
+
+
+MASKS_KEPT = 4      # training uses one shape; generation without a KV cache a new one per position
 
 
 class AttentionCache(NamedTuple):
@@ -43,6 +47,7 @@ class AttentionCache(NamedTuple):
     dropped: Any        # (..., Tq, Tk) probs after dropout (probs itself when dropout is off)
     probs_dropout: DropoutCache   # the mask applied to probs (keep None: no dropout)
     scale: float        # 1 / sqrt(hs)
+    kernels: Kernels = PLAIN    # the softmax the forward ran: the backward runs its partner
 
 
 class SelfAttentionCache(NamedTuple):
@@ -52,40 +57,16 @@ class SelfAttentionCache(NamedTuple):
     n_head: int
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=MASKS_KEPT)
 def causal_mask(xp, n_queries, n_keys, dtype_name):
     """(n_queries, n_keys) additive mask: 0 where key j is visible to query i, -inf where it
-    comes after it (j > i + n_keys - n_queries).  Built once per shape and reused."""
+    comes after it (j > i + n_keys - n_queries).  The last few shapes' masks are kept for reuse."""
     offset = n_keys - n_queries
     future = xp.arange(n_keys)[None, :] > (xp.arange(n_queries)[:, None] + offset)
     return xp.where(future, -math.inf, 0.0).astype(dtype_name)
 
 
-def softmax(scores):
-    """Softmax over the last axis.  Subtracting the row max changes nothing mathematically
-    and keeps exp from overflowing; masked entries (-inf) become exactly 0.  (The fast twin
-    writes the result into the scores' buffer: attention never needs its scores again.)"""
-    if gpu.on_gpu(scores):
-        return softmax_fused(scores)            # exp as one GPU kernel (end of file)
-    if speed.FAST_TWINS:
-        return softmax_fast(scores)             # the same, in the scores' own buffer (end of file)
-    xp = array_module(scores)
-    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def softmax_backward(dprobs, probs):
-    """probs = softmax(scores)  ->  dscores = probs * (dprobs - sum_j dprobs_j probs_j)
-    (from d probs_i / d scores_j = probs_i (delta_ij - probs_j)).  (The fast twin writes
-    dscores into dprobs' buffer.)"""
-    if gpu.on_gpu(dprobs):
-        return softmax_backward_fused(dprobs, probs)
-    if speed.FAST_TWINS:
-        return softmax_backward_fast(dprobs, probs)
-    return probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
-
-
-def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
+def causal_attention_forward(q, k, v, dropout=0.0, rng=None, kernels=PLAIN):
     """Scaled dot-product attention with a causal mask, over any leading axes.
 
     q (..., Tq, hs), k and v (..., Tk, hs) -> out (..., Tq, hs), cache.
@@ -97,11 +78,11 @@ def causal_attention_forward(q, k, v, dropout=0.0, rng=None):
     scores = (q * scale) @ k.swapaxes(-1, -2)                              # (..., Tq, Tk) = q k^T / sqrt(hs)
     if Tq > 1:                                  # one query (generation with a KV cache) may see every key
         scores += causal_mask(xp, Tq, Tk, scores.dtype.name)              # no peeking ahead
-    probs = softmax(scores)                                                # (..., Tq, Tk)
-    dropped, probs_dropout = dropout_forward(probs, dropout, rng)
+    probs = kernels.softmax(scores)             # (..., Tq, Tk); may reuse the scores' buffer: not read again
+    dropped, probs_dropout = kernels.dropout_forward(probs, dropout, rng)
     out = dropped @ v                                                      # (..., Tq, hs)
     return out, AttentionCache(q=q, k=k, v=v, probs=probs, dropped=dropped,
-                               probs_dropout=probs_dropout, scale=scale)
+                               probs_dropout=probs_dropout, scale=scale, kernels=kernels)
 
 
 def causal_attention_backward(dout, cache):
@@ -119,7 +100,7 @@ def causal_attention_backward(dout, cache):
     dv = cache.dropped.swapaxes(-1, -2) @ dout
     ddropped = dout @ v.swapaxes(-1, -2)
     dprobs, _ = dropout_backward(ddropped, cache.probs_dropout)
-    dscores = softmax_backward(dprobs, probs)
+    dscores = cache.kernels.softmax_backward(dprobs, probs)     # may reuse dprobs' buffer: not read again
     dq = (dscores @ k) * scale
     dk = (dscores.swapaxes(-1, -2) @ q) * scale
     return (dq, dk, dv), {}
@@ -139,7 +120,8 @@ def merge_heads(y):
     return y.transpose(0, 2, 1, 3).reshape(B, T, H * hs)
 
 
-def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0, rng=None, kv_cache=None):
+def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0, rng=None, kv_cache=None,
+                           kernels=PLAIN):
     """Multi-head causal self-attention: x (B, T, C) -> out (B, T, C), cache.
 
     With a ``kv_cache`` (generation, see numpy_llm/kv_cache.py) the T new positions
@@ -149,7 +131,7 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, n_head, dropout=0.0,
     q, k, v = heads[0], heads[1], heads[2]                        # (B, H, T, hs) each
     if kv_cache is not None:
         k, v = kv_cache.append(k, v)                              # (B, H, Tk, hs), Tk >= T
-    y, attention_cache = causal_attention_forward(q, k, v, dropout, rng)    # (B, H, T, hs)
+    y, attention_cache = causal_attention_forward(q, k, v, dropout, rng, kernels)     # (B, H, T, hs)
     out, proj_cache = linear_forward(merge_heads(y), w_proj, b_proj)        # (B, T, C)
     return out, SelfAttentionCache(qkv=qkv_cache, attention=attention_cache, proj=proj_cache, n_head=n_head)
 
@@ -177,38 +159,3 @@ def self_attention_backward(dout, cache):
              "w_proj": proj_grads["w"], "b_proj": proj_grads["b"]}
     return dx, grads
 
-
-# --- Fast twin (NumPy): softmax and its backward in place, in the buffer of their input, which ---
-# --- attention owns and never reads again (layers/speed.py)                                      ---
-
-def softmax_fast(scores):
-    xp = array_module(scores)
-    scores -= scores.max(axis=-1, keepdims=True)
-    e = xp.exp(scores, out=scores)
-    e /= row_sum(e)                                                        # probs = e / sum_j e
-    return e
-
-
-def softmax_backward_fast(dprobs, probs):
-    dprobs -= row_dot(dprobs, probs)
-    dprobs *= probs                                                        # probs * (dprobs - sum_j ...)
-    return dprobs
-
-
-# --- GPU fusion (CuPy only): softmax's elementwise steps as one kernel each (gpu_kernels.py); ---
-# --- the backward's row dot is one reduction kernel (rows.py)                                ---
-
-SOFTMAX_EXP = gpu.fused_kernel("softmax_exp", "T scores, T row_max", "T e", """
-    e = exp(scores - row_max);""")
-
-SOFTMAX_BACKWARD = gpu.fused_kernel("softmax_backward", "T probs, T dprobs, T row_dot", "T dscores", """
-    dscores = probs * (dprobs - row_dot);""")
-
-
-def softmax_fused(scores):
-    e = gpu.launch(SOFTMAX_EXP, scores, scores.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def softmax_backward_fused(dprobs, probs):
-    return gpu.launch(SOFTMAX_BACKWARD, probs, dprobs, row_dot(dprobs, probs))     # row_dot: one reduction kernel

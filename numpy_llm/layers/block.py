@@ -7,13 +7,15 @@
 ``x`` is the residual stream: each sublayer reads a normalized copy and adds its result
 back, so the gradient reaches early layers through the additions unchanged.  Block
 parameters use local names (``ln_1.gamma``, ``attn.w_qkv``, ``mlp.w_fc``, ...); the model
-prefixes them with ``h.<layer>.``.
+prefixes them with ``h.<layer>.``.  LayerNorm and dropout are called through ``kernels``
+(kernels.py), which the block also hands to attention and the MLP.
 """
 from typing import NamedTuple
 
 from .attention import SelfAttentionCache, self_attention_backward, self_attention_forward
-from .dropout import DropoutCache, dropout_backward, dropout_forward
-from .layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from .dropout import DropoutCache, dropout_backward
+from .kernels import PLAIN, Kernels
+from .layernorm import LayerNormCache
 from .mlp import MlpCache, mlp_backward, mlp_forward
 
 
@@ -34,23 +36,24 @@ class BlockCache(NamedTuple):
     ln_2: LayerNormCache
     mlp: MlpCache
     mlp_dropout: DropoutCache
+    kernels: Kernels = PLAIN    # the LayerNorm the forward ran: the backward runs its partner
 
 
-def block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None):
+def block_forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None, kernels=PLAIN):
     """x (B, T, C), p: this block's parameters by local name -> (out (B, T, C), cache).
 
     ``kv_cache``: this layer's LayerKVCache when generating (numpy_llm/kv_cache.py)."""
-    h1, ln_1_cache = layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
+    h1, ln_1_cache = kernels.layernorm_forward(x, p["ln_1.gamma"], p["ln_1.beta"])
     a, attn_cache = self_attention_forward(h1, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"],
-                                           p["attn.b_proj"], n_head, dropout, rng, kv_cache)
-    a, attn_dropout_cache = dropout_forward(a, dropout, rng)
+                                           p["attn.b_proj"], n_head, dropout, rng, kv_cache, kernels)
+    a, attn_dropout_cache = kernels.dropout_forward(a, dropout, rng)
     x1 = x + a
-    h2, ln_2_cache = layernorm_forward(x1, p["ln_2.gamma"], p["ln_2.beta"])
-    m, mlp_cache = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
-    m, mlp_dropout_cache = dropout_forward(m, dropout, rng)
+    h2, ln_2_cache = kernels.layernorm_forward(x1, p["ln_2.gamma"], p["ln_2.beta"])
+    m, mlp_cache = mlp_forward(h2, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"], kernels)
+    m, mlp_dropout_cache = kernels.dropout_forward(m, dropout, rng)
     out = x1 + m
     return out, BlockCache(ln_1=ln_1_cache, attn=attn_cache, attn_dropout=attn_dropout_cache,
-                           ln_2=ln_2_cache, mlp=mlp_cache, mlp_dropout=mlp_dropout_cache)
+                           ln_2=ln_2_cache, mlp=mlp_cache, mlp_dropout=mlp_dropout_cache, kernels=kernels)
 
 
 def block_backward(dout, cache):
@@ -62,11 +65,11 @@ def block_backward(dout, cache):
     """
     dm, _ = dropout_backward(dout, cache.mlp_dropout)
     dh2, mlp_grads = mlp_backward(dm, cache.mlp)
-    dx1_ln_2, ln_2_grads = layernorm_backward(dh2, cache.ln_2)
+    dx1_ln_2, ln_2_grads = cache.kernels.layernorm_backward(dh2, cache.ln_2)
     dx1 = dout + dx1_ln_2
     da, _ = dropout_backward(dx1, cache.attn_dropout)
     dh1, attn_grads = self_attention_backward(da, cache.attn)
-    dx_ln_1, ln_1_grads = layernorm_backward(dh1, cache.ln_1)
+    dx_ln_1, ln_1_grads = cache.kernels.layernorm_backward(dh1, cache.ln_1)
     dx = dx1 + dx_ln_1
     return dx, block_grads(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
 

@@ -9,7 +9,6 @@ A model that knows nothing (uniform over 256 bytes) scores ln(256) = 5.545.
 """
 from typing import Any, NamedTuple
 
-from .. import gpu_kernels as gpu
 from ..backend import array_module
 
 
@@ -37,26 +36,9 @@ def cross_entropy_backward(dloss, cache):
     d logsumexp_i / d logits[i, v] = softmax[i, v]
     ->  dlogits = dloss * (probs - onehot(targets)) / N               (N, V)
     """
-    if gpu.on_gpu(cache.probs):
-        return cross_entropy_backward_fused(dloss, cache)
     xp = array_module(cache.probs)
     N, V = cache.probs.shape
     onehot = xp.arange(V) == cache.targets[:, None]                   # (N, V) booleans
     dlogits = (cache.probs - onehot) * cache.probs.dtype.type(dloss / N)   # (dloss / N in the float type of probs)
     return dlogits, {}
 
-
-# --- GPU fusion (CuPy only): the backward as one kernel (gpu_kernels.py).  Element i is ---
-# --- row i / V, column i % V of the (N, V) array; ``targets`` is raw (indexed by hand)  ---
-
-CROSS_ENTROPY_BACKWARD = gpu.fused_kernel(
-    "cross_entropy_backward", "T probs, raw int64 targets, int64 n_classes, T scale", "T dlogits", """
-    dlogits = (probs - T(i % n_classes == targets[i / n_classes])) * scale;""")
-
-
-def cross_entropy_backward_fused(dloss, cache):
-    xp = array_module(cache.probs)
-    N, V = cache.probs.shape
-    scale = cache.probs.dtype.type(float(dloss) / N)
-    targets = cache.targets.astype(xp.int64, copy=False)
-    return gpu.launch(CROSS_ENTROPY_BACKWARD, cache.probs, targets, V, scale), {}

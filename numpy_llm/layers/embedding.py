@@ -34,13 +34,21 @@ def embedding_backward(dx, cache):
     x[b, t] = ... + wpe[start + t]   ->  dwpe[start + t] = sum_b dx[b, t]     (T, C); rows not read get 0
 
     The one-hot product is one BLAS call in which repeated tokens add up; it is the plain
-    formula, and faster than scattering with ``np.add.at`` (docs/performance.md, change 5).
+    formula, and faster than scattering with ``np.add.at`` (docs/performance.md, change 5).  For
+    a large vocabulary, fast/embedding.py groups the positions by token instead.
     """
     xp = array_module(dx)
     B, T, C = dx.shape
     ids = cache.idx.reshape(-1)                                                     # (B*T,)
     onehot_t = (xp.arange(cache.vocab_size)[:, None] == ids[None, :]).astype(dx.dtype)   # (V, B*T)
     dwte = onehot_t @ dx.reshape(B * T, C)
+    return None, {"wte": dwte, "wpe": position_grad(dx, cache)}
+
+
+def position_grad(dx, cache):
+    """dwpe[start + t] = sum_b dx[b, t]  (T, C); rows not read get 0."""
+    xp = array_module(dx)
+    T, C = dx.shape[1:]
     dwpe = xp.zeros((cache.block_size, C), dtype=dx.dtype)
     dwpe[cache.start:cache.start + T] = dx.sum(axis=0)
-    return None, {"wte": dwte, "wpe": dwpe}
+    return dwpe

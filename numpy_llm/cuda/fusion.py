@@ -1,4 +1,4 @@
-"""Fused GPU kernels: on CuPy, an elementwise chain of a layer can run as one kernel.
+"""How a fused GPU kernel is written: on CuPy, an elementwise chain of a layer can run as one kernel.
 
 On NumPy a chain like GELU's (cube, scale, add, tanh, add, halve, multiply) is a handful of
 passes over memory; on a GPU each NumPy-style operation is also a separate kernel launch
@@ -6,12 +6,11 @@ that reads and writes the whole array.  A fused kernel is the chain written once
 body of a CuPy ``ElementwiseKernel``: one launch, one read of each input, one write of each
 output.
 
-This module knows no layer.  Each layer declares its kernels beside its own math, in a
-section marked "GPU fusion" at the end of its file, and uses them only when its arrays live
-on CuPy; on NumPy the layer runs its plain math, which is the same formula.
+This module knows no layer.  Each module of cuda/ declares the kernels of one layer beside the
+function that launches them and names the plain function it replaces:
 
-    KERNEL = fused_kernel("gelu_forward", "T x", "T out, T phi", "...body...", CUBIC=0.044715)
-    if on_gpu(x): out, phi = launch(KERNEL, x)
+    GELU_FORWARD = fused_kernel("gelu_forward", "T x", "T out, T phi", "...body...", CUBIC=0.044715)
+    out, phi = launch(GELU_FORWARD, x)
 
 A kernel is (name, input parameters, output parameters, body, named constants).  ``T`` is
 the arrays' float type; inputs broadcast against the outputs (a per-row ``mean`` (N, 1)
@@ -22,17 +21,17 @@ last axis, (..., n) -> (..., 1), as one CuPy ``ReductionKernel`` instead of a pr
 a temporary and a sum kernel:
 
     ROW_DOT = fused_row_sum("row_dot", "T a, T b", "a * b")
-    if on_gpu(a): total = launch(ROW_DOT, a, b)          # == (a * b).sum(axis=-1, keepdims=True)
+    total = launch(ROW_DOT, a, b)          # == (a * b).sum(axis=-1, keepdims=True)
 
-``KERNELS`` lists every kernel the package declares, so that ``tests/test_gpu_kernels.py``
-can compile each body as plain C++ and check it against the layer's NumPy math, and
-``tests/test_nvrtc.py`` can compile it with CuPy's source generator and the real NVRTC.
+Declaring a kernel registers nothing: cuda/__init__.py lists every kernel in ``KERNELS`` with
+``kernel_registry``, so that ``tests/test_gpu_kernels.py`` can compile each body as plain C++ and
+check it against the plain math, and ``tests/test_nvrtc.py`` can compile it with CuPy's source
+generator and the real NVRTC.
 """
 from typing import NamedTuple
 
-from .backend import array_module
+from ..backend import array_module
 
-KERNELS = {}            # name -> FusedKernel or FusedRowSum: every kernel declared by an imported module
 _compiled = {}          # name -> CuPy kernel (a callable), built on first launch
 
 
@@ -66,22 +65,23 @@ class FusedRowSum(NamedTuple):
 
 
 def fused_kernel(name, inputs, outputs, body, **constants):
-    """Declare (and register) a fused kernel; nothing is compiled until its first launch."""
-    kernel = FusedKernel(name, inputs, outputs, body, tuple(constants.items()))
-    KERNELS[name] = kernel
-    return kernel
-
-
-def on_gpu(array):
-    """True when ``array`` is a CuPy array: the layers then take their fused path."""
-    return type(array).__module__.split(".")[0] == "cupy"
+    """Declare a fused kernel; nothing is compiled until its first launch."""
+    return FusedKernel(name, inputs, outputs, body, tuple(constants.items()))
 
 
 def fused_row_sum(name, inputs, term):
-    """Declare (and register) a row sum: ``term`` summed over the last axis, keeping it (size 1)."""
-    kernel = FusedRowSum(name, inputs, term)
-    KERNELS[name] = kernel
-    return kernel
+    """Declare a row sum: ``term`` summed over the last axis, keeping it (size 1)."""
+    return FusedRowSum(name, inputs, term)
+
+
+def kernel_registry(*kernels):
+    """{name: kernel} of ``kernels``; ValueError when two share a name (``launch`` compiles by name)."""
+    registry = {}
+    for kernel in kernels:
+        if kernel.name in registry:
+            raise ValueError(f"two fused kernels are named {kernel.name!r}")
+        registry[kernel.name] = kernel
+    return registry
 
 
 def launch(kernel, *args):

@@ -8,10 +8,9 @@ They are written as ``einsum`` contractions because NumPy's ``sum`` over a short
 (n = 128) is about 3x slower, and ``row_dot`` needs no temporary (..., n) product; LayerNorm
 took 0.76x (forward) and 0.74x (backward) of its time with them (docs/performance.md,
 change 4).  The plain math of the layers uses ``.sum`` / ``.mean``; ``tests/test_layers.py``
-checks the three helpers against them.  On CuPy ``row_dot`` is
-one reduction kernel (GPU fusion, below); CuPy's einsum would make it many tiny batched GEMMs.
+checks the three helpers against them.  (On CuPy ``row_dot`` is one reduction kernel instead,
+cuda/rows.py: CuPy's einsum would make it many tiny batched GEMMs.)
 """
-from .. import gpu_kernels as gpu
 from ..backend import array_module
 
 
@@ -24,11 +23,5 @@ def row_mean(a):
 
 
 def row_dot(a, b):
-    if gpu.on_gpu(a):
-        return gpu.launch(ROW_DOT, a, b)
     return array_module(a).einsum("...j,...j->...", a, b)[..., None]
 
-
-# --- GPU fusion (CuPy only): the row dot as one reduction kernel (gpu_kernels.py) ---
-
-ROW_DOT = gpu.fused_row_sum("row_dot", "T a, T b", "a * b")

@@ -34,8 +34,9 @@ from .bpe_train import train_bpe
 from .data import BUILTIN_NAME, open_corpus, split_train_val
 from .errors import UsageError
 from .evaluate import evaluate
-from .model import ModelConfig, TinyTransformerLM, init_params
+from .model import ModelConfig, TinyTransformerLM
 from .optim import AdamW
+from .params import init_params
 from .plots import pyplot, save_png
 from .runner import ThreadRunner
 from .settings import TrainSettings
@@ -89,8 +90,8 @@ class Arm:
                                  f"tokenizer; the experiment needs more than block_size {config.block_size}")
         model = TinyTransformerLM(config, Backend("numpy", "float32"), params=init_params(config, self.settings.seed))
         self.runner, self.rng = ThreadRunner(model, workers), np.random.default_rng(self.settings.seed)
-        self.optimizer = AdamW(model.params, self.settings.lr, (self.settings.beta1, self.settings.beta2),
-                               self.settings.adam_eps, self.settings.weight_decay)
+        self.optimizer = AdamW(model.params, (self.settings.beta1, self.settings.beta2), self.settings.adam_eps,
+                               self.settings.weight_decay, model.implementation.adamw_update)
         self.train_tokens_per_byte = len(self.train) / spelled_bytes(self.train, tok)
         self.val_tokens_per_byte = len(self.val) / spelled_bytes(self.val, tok)
         self.curve = TimedCurve(label, tok.vocab_size, 1 / self.val_tokens_per_byte)

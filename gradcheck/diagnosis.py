@@ -25,9 +25,10 @@ def agree(mine, numeric, scale):
     return float(np.max(np.abs(mine - numeric), initial=0.0)) <= AGREE * scale
 
 
-def diagnose(mine, numeric, sizes, values=None):
+def diagnose(mine, numeric, sizes, values=None, fallback=True):
     """Lines that say how ``mine`` differs from ``numeric`` (same shape); ``sizes``: {name: size} a
-    gradient may be off by; ``values``: the tensor itself, when it is an elementwise layer's input."""
+    gradient may be off by; ``values``: the tensor itself; ``fallback``: the ratio's range when no
+    pattern fits (a row with a hint does without it)."""
     scale = float(np.max(np.abs(numeric), initial=0.0))
     if scale < TINY:
         return ["the numeric gradient is zero everywhere (this tensor does not change the output); yours is not"]
@@ -39,7 +40,7 @@ def diagnose(mine, numeric, sizes, values=None):
         return [whole]
     found = split_by_index(mine, numeric, scale) + zero_slices(mine, numeric)
     found += near_zero_values(mine, numeric, values) if values is not None else []
-    return found or [ratio_range(mine, numeric, scale)]
+    return found or ([ratio_range(mine, numeric, scale)] if fallback else [])
 
 
 def constant_factor(mine, numeric, scale, sizes):
@@ -54,10 +55,16 @@ def constant_factor(mine, numeric, scale, sizes):
 def factor_name(c, sizes):
     """"1/B (B = 2)", "the number of heads", ...: the sizes c (or 1/c) equals, else c itself."""
     names = [f"{name} ({name} = {value:g})" for name, value in sizes.items() if value != 1 and close(c, value)]
-    names += [f"1/{name} ({name} = {value:g})" for name, value in sizes.items() if value != 1 and close(c, 1 / value)]
+    names += [f"1/{divisor(name)} ({name} = {value:g})" for name, value in sizes.items()
+              if value != 1 and close(c, 1 / value)]
     names += [f"-{name}" for name, value in sizes.items() if value != 1 and close(c, -value)]
     names += [f"-1/{name}" for name, value in sizes.items() if value != 1 and close(c, -1 / value)]
     return " or ".join(names) if names else f"the constant factor {c:.4g}"
+
+
+def divisor(name):
+    """B*T -> (B*T): a product under 1/ in brackets."""
+    return f"({name})" if "*" in name else name
 
 
 def close(a, b):

@@ -223,7 +223,8 @@ def add_diagnoses(rows, results, sizes, arrays, mine):
     numeric = {r.tensor: r.numeric_grad for r in results}
     for row in rows:
         if not row.passed and numeric.get(row.tensor) is not None:
-            row.diagnosis = diagnose(mine[row.tensor], numeric[row.tensor], sizes, arrays[row.tensor])
+            row.diagnosis = diagnose(mine[row.tensor], numeric[row.tensor], sizes, arrays[row.tensor],
+                                     fallback=not row.hints)
 
 
 def crash_line(exc, exercise, module):

@@ -149,9 +149,10 @@ TIERS = (
     ("model", ("params", "model", "variants", "kv_cache", "sampling", "generate", "memory_budget")),
     ("execution", ("blas", "host_memory", "runner", "distributed", "nccl_sum")),
     ("training", ("settings", "checkpoint", "checkpoint_file", "checkpoint_meta", "metrics_log", "run_lock",
-                  "trainer", "train", "launch", "experiments", "evaluate", "export", "plots", "baselines")),
+                  "trainer", "train", "launch", "experiments", "experiment_bpe", "evaluate", "export", "plots",
+                  "baselines")),
     ("tools", ("bench", "gradcheck")),
-    ("commands", ("commands", "cli", "__main__")),
+    ("commands", ("commands", "cli", "entry", "__main__")),
 )
 
 

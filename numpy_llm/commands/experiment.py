@@ -7,6 +7,7 @@ The post-ln experiment trains the learner's own post-LN block: exercises/post_ln
 (``--block``), loaded as ``python cli.py check`` loads it, once its backward passes that check.
 The bpe experiment trains a byte model and a BPE model for the same time (``--seconds``) and
 draws validation bits per byte against training time (numpy_llm/experiment_bpe.py).
+The staircase experiment trains GPT-2 built up one piece at a time (numpy_llm/staircase.py).
 """
 import argparse
 import os
@@ -20,10 +21,11 @@ from ..experiment_bpe import BPE, draw_timed, print_timed_table, run_bpe_experim
 from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save_curves
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
+from ..staircase import STAIRCASE, draw_staircase, print_staircase_table, run_staircase, save_staircase
 from ..variants import exercise_block
 
 DEFAULT_BLOCK = os.path.join("exercises", "post_ln_block.py")
-ALL = {**EXPERIMENTS, BPE.name: BPE}
+ALL = {**EXPERIMENTS, BPE.name: BPE, STAIRCASE.name: STAIRCASE}
 
 
 def configure(parser):
@@ -74,11 +76,14 @@ def run(args):
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
     prepare_folder(out, curves_path)
-    if args.block is not None and (is_bpe or experiment.variant.block is not LEARNER_BLOCK):
+    own_block = is_bpe or args.name == STAIRCASE.name or experiment.variant.block is not LEARNER_BLOCK
+    if args.block is not None and own_block:
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
     pyplot()                                    # matplotlib missing: say so before training, not after
     if is_bpe:
         return run_timed(experiment, args, workers, out, curves_path)
+    if args.name == STAIRCASE.name:
+        return run_stairs(experiment, args, workers, out, curves_path)
     block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
@@ -99,6 +104,16 @@ def run_timed(experiment, args, workers, out, curves_path):
     save_timed_curves(curves_path, experiment, curves)
     draw_timed(out, f"{experiment.name}: {experiment.title}", curves)
     print_timed_table(experiment, curves)
+    print(f"picture: {out}\ncurves:  {curves_path}")
+    return 0
+
+
+def run_stairs(staircase, args, workers, out, curves_path):
+    """The staircase experiment: every step trained alike, drawn beside the counting baselines."""
+    settings, curves, counted, finals = run_staircase(staircase, args.steps, args.data, args.seed, workers)
+    save_staircase(curves_path, staircase, settings, curves, counted, finals)
+    draw_staircase(out, f"{staircase.name}: {staircase.title}", curves, counted, finals)
+    print_staircase_table(staircase, settings, curves, counted, finals)
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
 

@@ -257,7 +257,7 @@ def test_huge_sizes_exit_within_two_seconds_with_the_estimate(tmp_path):
     for flags in (["--n-layer", "10000000"], ["--block-size", "1000000000"]):
         done = subprocess.run([sys.executable, "cli.py", "train", "--ckpt", str(tmp_path / "c.npz"), *flags],
                               cwd=REPO, capture_output=True, text=True, timeout=2 + 3)   # (interpreter start-up)
-        assert_one_line(done.returncode, done.stderr, 2, "GiB of memory")
+        assert_one_line(done.returncode, done.stderr, 2, "iB of memory")
 
 
 def resumable(tmp_path, trained):

@@ -79,12 +79,14 @@ def run(args):
     own_block = is_bpe or args.name == STAIRCASE.name or experiment.variant.block is not LEARNER_BLOCK
     if args.block is not None and own_block:
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
-    pyplot()                                    # matplotlib missing: say so before training, not after
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds must be positive, not {args.seconds}")
+    block = None if own_block else learner_block(args.block or DEFAULT_BLOCK)
+    pyplot()                                    # matplotlib missing: said after the flags, before training
     if is_bpe:
         return run_timed(experiment, args, workers, out, curves_path)
     if args.name == STAIRCASE.name:
         return run_stairs(experiment, args, workers, out, curves_path)
-    block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
@@ -95,8 +97,6 @@ def run(args):
 
 def run_timed(experiment, args, workers, out, curves_path):
     """The bpe experiment: both arms for --seconds each, bits per byte against training time."""
-    if args.seconds is not None and not args.seconds > 0:
-        raise UsageError(f"--seconds must be positive, not {args.seconds}")
     seed = {"seed": args.seed} if args.seed is not None else {}
     experiment = replace(experiment, seconds=args.seconds or experiment.seconds,
                          settings=replace(experiment.settings, **seed))

@@ -106,7 +106,10 @@ def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK
         layer_kv = None if kv_cache is None else kv_cache.layers[layer]
         x, cache = block.forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv, kernels)
         block_caches.append(cache)
-    h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"]) if final_norm else (x, None)
+    if final_norm:
+        h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
+    else:
+        h, lnf_cache = x, None                                   # no final LayerNorm (the staircase's lower steps)
     V, C = params["wte"].shape
     logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
     return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,

@@ -34,7 +34,8 @@ def test_every_step_of_the_staircase_has_the_gradient_of_its_loss(index):
     _, grads = model.loss_and_grads(idx, targets)
     results = check_gradients(lambda: model.loss(idx, targets), model.params, grads, stage.label, max_coords=20)
     assert all(r.passed for r in results), [r.describe() for r in results if not r.passed]
-    unused = [name for name in grads if name.startswith("h.") and name.split(".", 2)[2].startswith(UNUSED.get(index, ()))]
+    unused = [name for name in grads
+              if name.startswith("h.") and name.split(".", 2)[2].startswith(UNUSED.get(index, ()))]
     unused += [] if stage.final_norm else ["ln_f.gamma", "ln_f.beta"]
     assert all(not grads[name].any() for name in unused), "a parameter the step does not read has a gradient"
 

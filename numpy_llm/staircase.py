@@ -30,11 +30,11 @@ from .errors import TrainingError, UsageError
 from .evaluate import evaluate as evaluate_all
 from .experiments import EVALS, ArmRunner, Curve, evaluate
 from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM
-from .optim import AdamW
 from .params import init_params
 from .plots import pyplot, save_png
 from .settings import TrainSettings
-from .train import finite, train_step
+from .train import train_step
+from .trainer import finite
 from .variants import ATTENTION_MLP_BLOCK, ATTENTION_ONLY_BLOCK, EMBEDDINGS_ONLY_BLOCK
 
 
@@ -110,8 +110,7 @@ def run_staircase(staircase, steps=None, data=None, seed=None, workers=1, log=No
 
 def train_stage(model, label, settings, train_data, val_data, workers, log):
     """Train one step from step 0, evaluating as it goes; returns its Curve (losses in nats)."""
-    optimizer = AdamW(model.params, (settings.beta1, settings.beta2), settings.adam_eps, settings.weight_decay,
-                      model.implementation.adamw_update)
+    optimizer = settings.adamw(model)
     runner, rng = ArmRunner(model, workers, settings.seed), np.random.default_rng(settings.seed)
     curve = Curve(label)
     log(f"staircase: training {label} ({settings.steps} steps)")

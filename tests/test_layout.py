@@ -151,7 +151,7 @@ TIERS = (
     ("training", ("settings", "checkpoint", "checkpoint_file", "checkpoint_meta", "metrics_log", "run_lock",
                   "trainer", "train", "launch", "experiments", "experiment_bpe", "evaluate", "export", "plots",
                   "baselines")),
-    ("tools", ("bench", "gradcheck")),
+    ("tools", ("bench", "gradcheck", "learner_gpt")),
     ("commands", ("commands", "cli", "entry", "__main__")),
 )
 

@@ -108,6 +108,10 @@ class World:
     def barrier(self):
         self.comm.Barrier()
 
+    def is_link_error(self, exc):
+        """True for an error of MPI itself (a peer that died, a broken connection), not of the run."""
+        return isinstance(exc, self.mpi.Exception)
+
     def abort(self, code):
         """End every rank of the job now (a rank that cannot go on must not leave the others waiting)."""
         sys.stderr.flush()

@@ -128,9 +128,14 @@ def _train(args, world, run, device_sum):
                                val_bytes_per_token=val_bytes / len(val_data))
     except (TrainingError, KeyboardInterrupt) as exc:
         return _stopped(exc, world, f"at step {run.step}", args.ckpt)
-    except BaseException:                           # a crash on one rank: end them all, not only this one
+    except BaseException as exc:                    # a crash on one rank: end them all, not only this one
         if world is not None:
-            traceback.print_exc()
+            if world.is_link_error(exc):            # a peer died: one line, not MPI's error stack
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                print(f"error: rank {world.rank} lost the other ranks (one stopped or died): {first_line}",
+                      file=sys.stderr)
+            else:
+                traceback.print_exc()
             world.abort(1)
         raise
     if world is not None:

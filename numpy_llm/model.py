@@ -16,9 +16,11 @@ block of layers/block.py; ``TinyTransformerLM(config, block=...)`` (or ``model_f
 block=...)``) swaps in another, and the forward's ``ModelCache`` records which backward undoes
 it.  The other blocks are teaching variants for the experiments (variants.py): a model built
 with one is not GPT-2.  Every layer gets the model's ``kernels`` (layers/kernels.py), chosen once.
+``final_norm=False`` drops ln_f (h = x; its parameters get zero gradients): a step of the
+staircase experiment (staircase.py), never GPT-2.
 """
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -82,13 +84,13 @@ class ModelCache(ConsumableCache):
     embedding_dropout: DropoutCache
     blocks: list            # one block cache per layer; model_backward pops them, last layer first
     block_backward: Callable    # the backward of the block that made them
-    ln_f: LayerNormCache
+    ln_f: Optional[LayerNormCache]     # None: the model has no final LayerNorm (h = x)
     h: Any                  # (B, T, C) the final LayerNorm's output, the LM head's input
     wte: Any                # (V, C) the tied token embedding, the LM head's weight
     kernels: Kernels = PLAIN    # the steps the forward ran (ln_f's): the backward runs their partners
 
 
-def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK, kernels=PLAIN):
+def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK, kernels=PLAIN, final_norm=True):
     """Logits for every position: idx (B, T) -> logits (B, T, V), cache for the backward.
 
     ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode.
@@ -105,7 +107,10 @@ def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK
         layer_kv = None if kv_cache is None else kv_cache.layers[layer]
         x, cache = block.forward(x, block_params(params, layer), config.n_head, config.dropout, rng, layer_kv, kernels)
         block_caches.append(cache)
-    h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
+    if final_norm:
+        h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
+    else:
+        h, lnf_cache = x, None                                   # no final LayerNorm (the staircase's lower steps)
     V, C = params["wte"].shape
     logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
     return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
@@ -133,7 +138,10 @@ def model_backward(dlogits, cache):
     dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one 2-D matrix product
     dh = (dlogits2d @ cache.wte).reshape(B, T, C)
     dwte_head = dlogits2d.T @ cache.h.reshape(B * T, C)
-    dx, lnf_grads = cache.kernels.layernorm_backward(dh, cache.ln_f)
+    if cache.ln_f is None:                                      # no final LayerNorm: h = x
+        dx, lnf_grads = dh, {"gamma": np.zeros_like(cache.wte[0]), "beta": np.zeros_like(cache.wte[0])}
+    else:
+        dx, lnf_grads = cache.kernels.layernorm_backward(dh, cache.ln_f)
     grads["ln_f.gamma"], grads["ln_f.beta"] = lnf_grads["gamma"], lnf_grads["beta"]
     for layer in reversed(range(len(cache.blocks))):
         # pop: the list lets go of this block's activations, so they are freed as soon as the
@@ -158,8 +166,10 @@ class TinyTransformerLM:
     "plain", "fast" or "cuda" (implementations.py; default: the fastest the backend runs).
     """
 
-    def __init__(self, config, backend=None, seed=0, params=None, block=GPT2_BLOCK, implementation=None):
+    def __init__(self, config, backend=None, seed=0, params=None, block=GPT2_BLOCK, implementation=None,
+                 final_norm=True):
         self.config = config
+        self.final_norm = final_norm
         self.backend = backend or Backend()
         self.block = block
         self.implementation = implementation_for(self.backend, implementation)
@@ -175,7 +185,8 @@ class TinyTransformerLM:
 
     def forward(self, idx, rng=None, kv_cache=None):
         """model_forward with this model's parameters, block and kernels: idx (B, T) device ints."""
-        return model_forward(self.params, self.config, idx, rng, kv_cache, self.block, self.implementation.layers)
+        return model_forward(self.params, self.config, idx, rng, kv_cache, self.block, self.implementation.layers,
+                             self.final_norm)
 
     def logits(self, idx):
         """idx (B, T) host or device ints -> logits (B, T, V) on the device, no dropout."""

@@ -5,6 +5,8 @@ from the package's own layer functions, so that an experiment changes one thing 
 
     NO_SCALE_BLOCK      attention scores q k^T instead of q k^T / sqrt(hs)
     NO_RESIDUAL_BLOCK   x1 = attn(ln_1(x)); out = mlp(ln_2(x1)): the two residual additions removed
+    EMBEDDINGS_ONLY_BLOCK, ATTENTION_ONLY_BLOCK, ATTENTION_MLP_BLOCK
+                        the lower steps of the staircase (staircase.py): out = x, attn(x), mlp(attn(x))
     exercise_block(forward, backward)   a learner's exercise block (exercises/post_ln_block.py)
 
 Attention without its scale needs no attention code of its own.  The query is a linear map of
@@ -19,12 +21,16 @@ the package's block.  The backward is the chain rule through that product: the p
 backward gives dL/dW_q', and W_q' = s W_q gives dL/dW_q = s dL/dW_q' (the same for b_q).
 """
 import math
+from typing import NamedTuple, Optional
+
+import numpy as np
 
 from .layers.attention import self_attention_backward, self_attention_forward
 from .layers.block import BlockCache, block_backward, block_forward, block_grads
 from .layers.dropout import dropout_backward
+from .layers.attention import SelfAttentionCache
 from .layers.kernels import PLAIN
-from .layers.mlp import mlp_backward, mlp_forward
+from .layers.mlp import MlpCache, mlp_backward, mlp_forward
 from .model import Block
 
 
@@ -91,6 +97,53 @@ def no_residual_block_backward(dout, cache):
 
 
 NO_RESIDUAL_BLOCK = Block("no residual connections", no_residual_block_forward, no_residual_block_backward)
+
+
+# --- the staircase: the block built up one piece at a time ----------------------------------------
+
+class StageCache(NamedTuple):
+    attn: Optional[SelfAttentionCache]      # None: the stage has no attention
+    mlp: Optional[MlpCache]                 # None: the stage has no MLP
+    params: dict                            # the block's parameters: the unused ones get zero gradients
+
+
+def stage_forward(x, p, n_head, attention, mlp, kernels=PLAIN):
+    """out = mlp(attn(x)), either piece left out (then it passes x on unchanged); no LayerNorm,
+    no residual addition, no dropout: the pieces of GPT-2's block before they become one."""
+    if attention:
+        x, attn_cache = self_attention_forward(x, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"],
+                                               p["attn.b_proj"], n_head, kernels=kernels)
+    if mlp:
+        x, mlp_cache = mlp_forward(x, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"], kernels)
+    return x, StageCache(attn_cache if attention else None, mlp_cache if mlp else None, p)
+
+
+def stage_backward(dout, cache):
+    """The forward undone: the MLP's backward, then attention's; every parameter the stage does
+    not use gets a zero gradient (AdamW leaves a parameter with zero gradient where it is)."""
+    grads = {name: np.zeros_like(value) for name, value in cache.params.items()}
+    dx = dout
+    if cache.mlp is not None:
+        dx, mlp_grads = mlp_backward(dx, cache.mlp)
+        grads.update({f"mlp.{name}": g for name, g in mlp_grads.items()})
+    if cache.attn is not None:
+        dx, attn_grads = self_attention_backward(dx, cache.attn)
+        grads.update({f"attn.{name}": g for name, g in attn_grads.items()})
+    return dx, grads
+
+
+def stage_block(name, attention, mlp):
+    """The Block of one lower step of the staircase (no dropout, no KV cache: refused if asked)."""
+    def forward(x, p, n_head, dropout=0.0, rng=None, kv_cache=None, kernels=PLAIN):
+        if dropout or kv_cache is not None:
+            raise ValueError(f"the {name} block has no dropout and no KV cache")
+        return stage_forward(x, p, n_head, attention, mlp, kernels)
+    return Block(name, forward, stage_backward)
+
+
+EMBEDDINGS_ONLY_BLOCK = stage_block("no block: embeddings only", attention=False, mlp=False)
+ATTENTION_ONLY_BLOCK = stage_block("attention only", attention=True, mlp=False)
+ATTENTION_MLP_BLOCK = stage_block("attention, then the MLP", attention=True, mlp=True)
 
 
 # --- a learner's exercise block -------------------------------------------------------------------

@@ -100,6 +100,17 @@ def test_the_exercise_parser_reads_most_exercises():
     assert len(verified_exercises()) >= MIN_VERIFIED, [c for c, _, _ in verified_exercises()]
 
 
+def test_breaking_the_plain_math_a_chapter_shows_fails_its_own_command():
+    """Softmax, GELU, LayerNorm and AdamW's update (chapters 6, 8, 9, 13) are plain lines whose fast
+    twins training runs: their exercises break the plain line and are verified with the chapter's
+    command as printed, no flag that picks an implementation."""
+    verified = [(chapter, expected) for chapter, _, expected in verified_exercises()]
+    for chapter in ("06-single-head-attention.md", "08-mlp-and-gelu.md", "09-layernorm.md", "13-adamw-and-clipping.md"):
+        commands = [command for name, expected in verified if name == chapter
+                    for command, output in expected if output.get("failed")]
+        assert commands and not any("--impl" in c or "--fast" in c for c in commands), (chapter, commands)
+
+
 @pytest.mark.parametrize("chapter, pairs, expected", verified_exercises(), ids=lambda v: v if isinstance(v, str) else "")
 def test_the_exercise_fails_as_the_chapter_says(tmp_path, chapter, pairs, expected):
     copy = str(tmp_path / "copy")

@@ -208,9 +208,10 @@ def test_cli_gradcheck_reports_broken_backward(monkeypatch, capsys):
     assert "FAIL: layernorm / x" in err
 
 
-@pytest.mark.parametrize("flags, checked", [([], "plain"), (["--impl", "plain"], "plain"), (["--impl", "fast"], "fast")])
+@pytest.mark.parametrize("flags, checked", [([], "plain"), (["--impl", "plain"], "plain"), (["--impl", "fast"], "fast"),
+                                            (["--fast"], "fast")])
 def test_cli_gradcheck_checks_the_plain_math_unless_told(monkeypatch, flags, checked):
-    """The default checks the plain lines the chapters show; ``--impl fast`` the twins training runs."""
+    """The default checks the plain lines the chapters show; ``--impl fast`` (``--fast``) the twins training runs."""
     seen = []
     for name in ("plain", "fast"):
         spy = lambda *a, real=IMPLEMENTATIONS[name].layers.gelu_backward, name=name: (seen.append(name), real(*a))[1]

@@ -150,7 +150,7 @@ TIERS = (
     ("execution", ("blas", "host_memory", "runner", "distributed", "nccl_sum")),
     ("training", ("settings", "checkpoint", "checkpoint_file", "checkpoint_meta", "metrics_log", "run_lock",
                   "trainer", "train", "launch", "experiments", "experiment_bpe", "evaluate", "export", "plots",
-                  "baselines")),
+                  "baselines", "staircase")),
     ("tools", ("bench", "gradcheck", "learner_gpt")),
     ("commands", ("commands", "cli", "entry", "__main__")),
 )

@@ -9,6 +9,7 @@ The bpe experiment trains a byte model and a BPE model for the same time (``--se
 draws validation bits per byte against training time (numpy_llm/experiment_bpe.py).
 The learner-gpt experiment trains a GPT made of the learner's exercise files (``--exercises``)
 beside the package's, once every file passes its check (numpy_llm/learner_gpt.py).
+The staircase experiment trains GPT-2 built up one piece at a time (numpy_llm/staircase.py).
 """
 import argparse
 import os
@@ -23,10 +24,11 @@ from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save
 from ..learner_gpt import LEARNER_GPT, load_pieces, run_capstone, save_and_draw
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
+from ..staircase import STAIRCASE, draw_staircase, print_staircase_table, run_staircase, save_staircase
 from ..variants import exercise_block
 
 DEFAULT_BLOCK = os.path.join("exercises", "post_ln_block.py")
-ALL = {**EXPERIMENTS, BPE.name: BPE, LEARNER_GPT.name: LEARNER_GPT}
+ALL = {**EXPERIMENTS, BPE.name: BPE, LEARNER_GPT.name: LEARNER_GPT, STAIRCASE.name: STAIRCASE}
 
 
 def configure(parser):
@@ -71,6 +73,7 @@ def run(args):
         given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
         raise UsageError(f"{given}; choose one of {', '.join(ALL)} (python cli.py experiment --list)")
     is_bpe, is_capstone = args.name == BPE.name, args.name == LEARNER_GPT.name
+    is_staircase = args.name == STAIRCASE.name
     if (args.seconds is not None) != is_bpe and (args.seconds is not None or args.steps is not None):
         raise UsageError("the bpe experiment trains for --seconds, the others for --steps")
     experiment = with_overrides(ALL[args.name], args)
@@ -79,19 +82,21 @@ def run(args):
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
     prepare_folder(out, curves_path)
-    if args.block is not None and (is_bpe or is_capstone or experiment.variant.block is not LEARNER_BLOCK):
+    own_block = is_bpe or is_capstone or is_staircase or experiment.variant.block is not LEARNER_BLOCK
+    if args.block is not None and own_block:
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
     if args.seconds is not None and not args.seconds > 0:
         raise UsageError(f"--seconds must be positive, not {args.seconds}")
     if args.exercises is not None and not is_capstone:
         raise UsageError("--exercises is for the learner-gpt experiment")
-    trains_learner_block = not (is_bpe or is_capstone) and experiment.variant.block is LEARNER_BLOCK
-    block = learner_block(args.block or DEFAULT_BLOCK) if trains_learner_block else None
+    block = None if own_block else learner_block(args.block or DEFAULT_BLOCK)
     pyplot()                                    # matplotlib missing: said after the flags, before training
     if is_bpe:
         return run_timed(experiment, args, workers, out, curves_path)
     if is_capstone:
         return run_learner_gpt(experiment, args, out, curves_path)
+    if is_staircase:
+        return run_stairs(experiment, args, workers, out, curves_path)
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
@@ -127,6 +132,16 @@ def run_learner_gpt(capstone, args, out, curves_path):
         print(f"{label:<15}{losses[0]:>12.4f}{losses[-1]:>12.4f}")
     print("the same to the last bit at every step" if reference == learner else
           f"largest difference between the two: {gap:.3g}")
+    print(f"picture: {out}\ncurves:  {curves_path}")
+    return 0
+
+
+def run_stairs(staircase, args, workers, out, curves_path):
+    """The staircase experiment: every step trained alike, drawn beside the counting baselines."""
+    settings, curves, counted, finals = run_staircase(staircase, args.steps, args.data, args.seed, workers)
+    save_staircase(curves_path, staircase, settings, curves, counted, finals)
+    draw_staircase(out, f"{staircase.name}: {staircase.title}", curves, counted, finals)
+    print_staircase_table(staircase, settings, curves, counted, finals)
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
 

@@ -17,6 +17,8 @@ def configure(parser):
                         help="which implementation to check (numpy_llm/implementations.py): the plain math the "
                              "chapters derive, the NumPy fast twins training runs (fast), or the CuPy fused "
                              "kernels (cuda, with --xp cupy)")
+    parser.add_argument("--fast", dest="impl", action="store_const", const="fast",
+                        help="the same as --impl fast: check the fast twins that training and the benchmark run")
 
 
 def run(args):

@@ -124,10 +124,9 @@ def _check_target_dir(out_dir, overwrite):
 
 
 def import_hf(model_dir):
-    """Read a GPT2LMHeadModel folder: (params registry name -> NumPy array, ModelConfig).
-
-    Raises UsageError for a folder that is not a GPT-2 this model can run exactly: a vocabulary
-    other than the 256 bytes, another activation or LayerNorm epsilon, untied embeddings, ..."""
+    """Read a GPT2LMHeadModel folder: (params registry name -> NumPy array, ModelConfig, Tokenizer);
+    UsageError for one that is not a GPT-2 this model runs exactly (a vocabulary other than its
+    tokenizer's, another activation or LayerNorm epsilon, untied embeddings, ...)."""
     safetensors = _safetensors()
     hf = _read_json(os.path.join(model_dir, CONFIG_FILE))
     tokenizer = hf_tokenizer(model_dir, hf.get("vocab_size", GPT2_DEFAULTS["vocab_size"]))

@@ -18,19 +18,22 @@ import numpy as np
 
 from ..backend import Backend
 from ..runner import available_cores, default_workers
+from ..model import TinyTransformerLM
 from .configs import host_params_for, make_batch, step_flops
 from .memory import measure_memory
+from .hf_generation import compare_generation, load_transformers
 from .report import measure_generation
 from .timing import (DEFAULT_PRIME_STEPS, DEFAULT_SETTLE_S, NumpyTrainer, Sgemm, measure_bandwidth,
                      summarize, synchronizer, timed)
 from .torch_twin import LOSS_TOLERANCE, TorchTrainer, load_torch, torch_device
 
 
-def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False, memory=True,
-              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, prime=None,
+def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=False, memory=True,
+              gen_tokens=None, seed=0, peak_size=None, memory_steps=3, settle=None, prime=None,
               workers=None, bandwidth_size=None, log=None):
     """Measure every config; returns the JSON-able record (see ``format_table``).
 
+    ``steps``, ``warmup``, ``gen_tokens``: None takes each config's own (configs.py).
     ``workers``: data-parallel threads of our engine (runner.py); default one per core on
     numpy, 1 on cupy.  ``bandwidth_size``: float32 elements per array of the bandwidth test
     (default timing.BANDWIDTH_ELEMENTS)."""
@@ -57,9 +60,13 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
         sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
 
+    transformers = load_transformers() if torch is not None and xp_name == "numpy" else None
     results = []
     for bc in configs:
-        log(f"[{bc.name}] {steps} timed steps after {warmup} warm-up steps"
+        n_steps = bc.steps if steps is None else steps
+        n_warmup = bc.warmup if warmup is None else warmup
+        n_gen = bc.gen_tokens if gen_tokens is None else gen_tokens
+        log(f"[{bc.name}] {n_steps} timed steps after {n_warmup} warm-up steps"
             + (", alternating with PyTorch" if torch is not None else ""))
         host_params, batch = host_params_for(bc, seed), make_batch(bc, seed)
         ours = NumpyTrainer(bc, backend, host_params, batch, workers)
@@ -67,40 +74,11 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         trainers = [ours]
         if torch is not None:
             trainers.append(TorchTrainer(torch, bc, host_params, batch, device))
-        # One round = one step of each implementation, then one sgemm of each library, so the
-        # matmul peak is sampled under the same drift as the steps it is compared with.
-        tasks = [(t.label, t.step) for t in trainers] + [("sgemm " + k, f) for k, f in sgemms.items()]
-        times = {label: [] for label, _ in tasks}
-        first_loss = {}
-        for i in range(warmup + steps):
-            for label, fn in tasks:
-                seconds = timed(fn, sync, settle, prime if i > 0 else 0)   # round 0: the initial losses
-                if i >= warmup:
-                    times[label].append(seconds)
-            if i == 0:
-                first_loss = {t.label: float(t.last_loss) for t in trainers}
-        flops = step_flops(bc)
-        sgemm_gflops = {k: f.flops / statistics.median(times["sgemm " + k]) / 1e9 for k, f in sgemms.items()}
-        peak = max(sgemm_gflops.values())
-        entry = {"config": asdict(bc), "tokens_per_step": bc.tokens, "flops": flops,
-                 "sgemm_gflops": sgemm_gflops, "peak_gflops": peak, "impls": {}}
-        for t in trainers:
-            stats = summarize(times[t.label])
-            seconds = stats["median_ms"] / 1e3
-            gflops = flops["total"] / seconds / 1e9
-            entry["impls"][t.label] = dict(stats, tokens_per_s=bc.tokens / seconds, gflops=gflops,
-                                           pct_of_peak=100.0 * gflops / peak,
-                                           initial_loss=first_loss[t.label],
-                                           final_loss=float(t.last_loss))
+        times, first_loss = time_rounds(trainers, sgemms, n_warmup + n_steps, n_warmup, sync, settle, prime)
+        entry = dict(step_entry(bc, trainers, sgemms, times, first_loss), steps=n_steps, warmup=n_warmup)
         if torch is not None:
-            ours, theirs = entry["impls"]["numpy_llm"], entry["impls"]["pytorch"]
-            entry["ratio_ours_over_torch"] = ours["median_ms"] / theirs["median_ms"]
-            entry["initial_loss_diff"] = abs(ours["initial_loss"] - theirs["initial_loss"])
-            entry["losses_match"] = entry["initial_loss_diff"] <= LOSS_TOLERANCE
-            log(f"[{bc.name}] initial loss ours {ours['initial_loss']:.6f}, PyTorch "
-                f"{theirs['initial_loss']:.6f}, |difference| {entry['initial_loss_diff']:.2e}"
-                + ("" if entry["losses_match"] else f"  MISMATCH (> {LOSS_TOLERANCE:g})"))
-        del ours, trainers, tasks
+            log(compare_losses(entry))
+        del ours, trainers
 
         if memory:
             for label in entry["impls"]:
@@ -108,8 +86,58 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
                 entry["impls"][label]["memory"] = measure_memory(label, bc, xp_name, memory_steps, seed,
                                                                  workers)
 
-        if gen_tokens > 0:
-            entry["generation"] = measure_generation(bc, backend, gen_tokens, sync, seed, log)
+        if n_gen > 0:
+            entry["generation"] = measure_generation(bc, backend, n_gen, sync, seed, log)
+            if transformers is not None:
+                model = TinyTransformerLM(bc.model_config(), backend, params=host_params)
+                entry["generation_vs_transformers"] = compare_generation(torch, transformers, model, n_gen,
+                                                                         settle, log=log)
+        del host_params
         results.append(entry)
     return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "prime_steps": prime,
             "results": results}
+
+
+def time_rounds(trainers, sgemms, rounds, skipped, sync, settle, prime):
+    """Time ``rounds`` rounds, each one step of every trainer, then one sgemm of each library,
+    so the matmul peak is sampled under the same drift as the steps it is compared with.
+    Returns ({label: seconds of the rounds after the first ``skipped``}, the initial losses)."""
+    tasks = [(t.label, t.step) for t in trainers] + [("sgemm " + k, f) for k, f in sgemms.items()]
+    times = {label: [] for label, _ in tasks}
+    first_loss = {}
+    for i in range(rounds):
+        for label, fn in tasks:
+            seconds = timed(fn, sync, settle, prime if i > 0 else 0)   # round 0: the initial losses
+            if i >= skipped:
+                times[label].append(seconds)
+        if i == 0:
+            first_loss = {t.label: float(t.last_loss) for t in trainers}
+    return times, first_loss
+
+
+def step_entry(bc, trainers, sgemms, times, first_loss):
+    """A config's record of step times, throughput and fraction of the sgemm peak."""
+    flops = step_flops(bc)
+    sgemm_gflops = {k: f.flops / statistics.median(times["sgemm " + k]) / 1e9 for k, f in sgemms.items()}
+    peak = max(sgemm_gflops.values())
+    entry = {"config": asdict(bc), "tokens_per_step": bc.tokens, "flops": flops,
+             "sgemm_gflops": sgemm_gflops, "peak_gflops": peak, "impls": {}}
+    for t in trainers:
+        stats = summarize(times[t.label])
+        seconds = stats["median_ms"] / 1e3
+        gflops = flops["total"] / seconds / 1e9
+        entry["impls"][t.label] = dict(stats, tokens_per_s=bc.tokens / seconds, gflops=gflops,
+                                       pct_of_peak=100.0 * gflops / peak, initial_loss=first_loss[t.label],
+                                       final_loss=float(t.last_loss))
+    return entry
+
+
+def compare_losses(entry):
+    """Record ours / PyTorch's step time and whether the initial losses agree; the log line."""
+    ours, theirs = entry["impls"]["numpy_llm"], entry["impls"]["pytorch"]
+    entry["ratio_ours_over_torch"] = ours["median_ms"] / theirs["median_ms"]
+    entry["initial_loss_diff"] = abs(ours["initial_loss"] - theirs["initial_loss"])
+    entry["losses_match"] = entry["initial_loss_diff"] <= LOSS_TOLERANCE
+    return (f"[{entry['config']['name']}] initial loss ours {ours['initial_loss']:.6f}, PyTorch "
+            f"{theirs['initial_loss']:.6f}, |difference| {entry['initial_loss_diff']:.2e}"
+            + ("" if entry["losses_match"] else f"  MISMATCH (> {LOSS_TOLERANCE:g})"))

@@ -42,7 +42,6 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
     if workers is None:
         workers = default_workers(xp_name)
     backend = Backend(xp_name, "float32")
-    xp = backend.xp
     device = torch_device(torch, xp_name) if torch is not None else None
     sync = synchronizer(xp_name, torch, device)
     peak_size = peak_size or (8192 if xp_name == "cupy" else 2048)
@@ -52,13 +51,7 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
         prime = DEFAULT_PRIME_STEPS if xp_name == "numpy" else 0
 
     log("measuring the elementwise bandwidth ...")
-    machine = {"xp": xp_name, "cores": available_cores(), "workers": workers, "numpy": np.__version__,
-               "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-               "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, bandwidth_size, sync=sync)}
-    sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
-    if torch is not None:
-        machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-        sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
+    machine, sgemms = measure_machine(backend, workers, peak_size, bandwidth_size, sync, torch, device)
 
     transformers = load_transformers() if torch is not None and xp_name == "numpy" else None
     results = []
@@ -96,6 +89,19 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
         results.append(entry)
     return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "prime_steps": prime,
             "results": results}
+
+
+def measure_machine(backend, workers, peak_size, bandwidth_size, sync, torch=None, device=None):
+    """The machine's record (versions, cores, bandwidth) and the sgemm of each library."""
+    xp = backend.xp
+    machine = {"xp": backend.name, "cores": available_cores(), "workers": workers, "numpy": np.__version__,
+               "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+               "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, bandwidth_size, sync=sync)}
+    sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
+    if torch is not None:
+        machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
+    return machine, sgemms
 
 
 def time_rounds(trainers, sgemms, rounds, skipped, sync, settle, prime):

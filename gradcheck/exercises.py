@@ -10,6 +10,8 @@ refuses it if it imports the package's own solution, and checks every coordinate
 gradient against finite differences of the learner's forward, in float64.  A failing tensor
 gets its worst coordinate and, when the learner's gradient is exactly what a usual mistake
 produces, a hint; to know that, the grader computes the package's gradient on the same inputs.
+An exercise with no derivative (the BPE merge) is graded by comparing outputs instead
+(gradcheck/compared_exercises.py).
 """
 import ast
 import copy
@@ -25,6 +27,7 @@ import numpy as np
 from numpy_llm.errors import UsageError
 
 from .checker import check_layer
+from .compared_exercises import COMPARED, ComparedExercise, compare
 from .exercise_specs import EXERCISES
 
 PACKAGE_NAME = re.compile(r"^(numpy_llm|gradcheck)(\.\w+)*$")
@@ -46,6 +49,7 @@ class Grade:
     backward: str
     rows: list
     crash: str = ""
+    against: str = "finite differences (every coordinate, float64)"
 
     @property
     def passed(self):
@@ -72,6 +76,8 @@ def grade_file(path, seed=0):
     exercise = find_exercise(tree, path)
     refuse_package_imports(tree, exercise, path)
     module = load(path, exercise)
+    if isinstance(exercise, ComparedExercise):
+        return grade_compared(module, exercise, path, seed)
     return grade_module(module, exercise, path, seed)
 
 
@@ -81,8 +87,12 @@ def find_exercise(tree, path):
     for exercise in EXERCISES:
         if {exercise.forward, exercise.backward} <= defined:
             return exercise
+    for exercise in COMPARED:
+        if {f.name for f in exercise.functions} <= defined:
+            return exercise
     names = ", ".join(exercise.backward for exercise in EXERCISES)
-    raise UsageError(f"{path} defines no exercise: it needs a forward and a backward such as {names}")
+    others = "; or ".join(exercise.written for exercise in COMPARED)
+    raise UsageError(f"{path} defines no exercise: it needs a forward and a backward such as {names}; or {others}")
 
 
 def refuse_package_imports(tree, exercise, path):
@@ -98,7 +108,8 @@ def refuse_package_imports(tree, exercise, path):
             continue
         for name in names:
             if PACKAGE_NAME.match(name) and name not in exercise.allowed_imports:
-                raise UsageError(f"{path} line {node.lineno} uses {name}: write {exercise.backward} "
+                written = exercise.written if isinstance(exercise, ComparedExercise) else exercise.backward
+                raise UsageError(f"{path} line {node.lineno} uses {name}: write {written} "
                                  f"yourself, without the package's solution")
 
 
@@ -145,6 +156,17 @@ def grade_module(module, exercise, path="", seed=0):
     rows.sort(key=lambda row: list(arrays).index(row.tensor) if row.tensor in arrays else len(arrays))
     add_hints(rows, exercise, arrays, static, answer)
     return Grade(path, exercise.backward, rows)
+
+
+def grade_compared(module, exercise, path="", seed=0):
+    """Compare the module's functions with the package's on many inputs; returns a Grade."""
+    verdicts = compare(module, exercise, seed)
+    if all(verdict is None for verdict in verdicts):
+        raise UsageError(f"{path}: {exercise.written} are not written yet (they raise NotImplementedError)")
+    rows = [Row(f.name, False, "not written yet (it raises NotImplementedError)") if verdict is None
+            else Row(verdict.function, verdict.passed, verdict.detail, verdict.hints)
+            for f, verdict in zip(exercise.functions, verdicts)]
+    return Grade(path, exercise.written, rows, against=f"{exercise.source} on many inputs")
 
 
 def gradients_by_name(result, exercise):
@@ -196,7 +218,7 @@ def crash_line(exc, exercise, module):
 
 def format_grade(grade):
     """The grade as text: a line per tensor, hints under a failing one, a summary line."""
-    lines = [f"{grade.path}: {grade.backward} against finite differences (every coordinate, float64)"]
+    lines = [f"{grade.path}: {grade.backward} against {grade.against}"]
     if grade.crash:
         return "\n".join(lines + [f"  FAIL  {grade.crash}"])
     width = max(len(row.tensor) for row in grade.rows)

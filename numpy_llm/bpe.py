@@ -123,12 +123,7 @@ class Tokenizer:
         if ids is not None:
             return ids
         ids = [self.byte_ids[b] for b in chunk.encode("utf-8", errors="surrogateescape")]
-        while len(ids) > 1:
-            pair = min(zip(ids, ids[1:]), key=lambda p: self.ranks.get(p, (np.inf,))[0])
-            if pair not in self.ranks:
-                break                                       # no adjacent pair has a merge
-            ids = merge(ids, pair, self.ranks[pair][1])
-        ids = self._chunk_cache[chunk] = tuple(ids)
+        ids = self._chunk_cache[chunk] = tuple(apply_merges(ids, self.ranks))
         return ids
 
     def decode(self, ids):
@@ -140,6 +135,17 @@ class Tokenizer:
     def decode_text(self, ids):
         """Token ids -> str, with invalid UTF-8 shown as U+FFFD."""
         return self.decode(ids).decode("utf-8", errors="replace")
+
+
+def apply_merges(ids, ranks):
+    """ids merged until no adjacent pair has a merge, each time every occurrence of the adjacent
+    pair of lowest rank; ``ranks`` maps a pair to (its rank, the id of the merged token)."""
+    while len(ids) > 1:
+        pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, (np.inf,))[0])
+        if pair not in ranks:
+            break                                           # no adjacent pair has a merge
+        ids = merge(ids, pair, ranks[pair][1])
+    return ids
 
 
 def merge(ids, pair, new_id):

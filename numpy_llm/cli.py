@@ -37,8 +37,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog="cli.py"):
-    parser = Parser(prog=prog, description="numpy_llm: a byte-level GPT in NumPy "
-                                     "with handwritten gradients.")
+    parser = Parser(prog=prog, description="numpy_llm: GPT-2 in NumPy with handwritten gradients "
+                                           "(bytes or a BPE tokenizer).")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",

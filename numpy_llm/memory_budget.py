@@ -85,4 +85,8 @@ def check_fits(needed, what, backend_name="numpy"):
 
 
 def _size(n_bytes):
-    return f"{n_bytes / GIB:,.1f} GiB" if n_bytes >= GIB / 10 else f"{n_bytes / 2 ** 20:,.0f} MiB"
+    """1.5 GiB, 300 MiB, 2.2 PiB: the largest binary unit that leaves at least 1."""
+    for unit, power in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30)):
+        if n_bytes >= 2 ** power:
+            return f"{n_bytes / 2 ** power:,.1f} {unit}"
+    return f"{n_bytes / 2 ** 20:,.0f} MiB"

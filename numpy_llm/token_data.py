@@ -79,7 +79,7 @@ def encode_file(tok, path, out, workers=None, log=None):
     """Encode the text file ``path`` into ``out`` (.npy, written atomically) and ``out``.json; the
     ids pass through a temporary file beside ``out``, so memory holds a few pieces at a time."""
     corpus = open_corpus(path)
-    pieces = list(_pieces(corpus))
+    pieces = list(safe_pieces(corpus))
     workers = max(1, min(workers or os.cpu_count() or 1, len(pieces)))
     raw_path = out + ".part"
     n_tokens, shown = 0, time.monotonic()
@@ -118,7 +118,7 @@ def _write_npy(f, raw_path, dtype, n):
         shutil.copyfileobj(raw, f, 1 << 22)
 
 
-def _pieces(corpus):
+def safe_pieces(corpus):
     """(start, end) byte ranges of about PIECE_BYTES that tile the corpus at safe cuts."""
     start, n = 0, len(corpus)
     while start < n:

@@ -1,5 +1,7 @@
-"""The counting baselines (numpy_llm/baselines.py) and ``python cli.py baselines``."""
+"""The counting baselines (numpy_llm/baselines.py) and ``python cli.py baselines``, over bytes and over a
+BPE tokenizer's tokens."""
 import math
+from collections import Counter
 import os
 import subprocess
 import sys
@@ -9,7 +11,10 @@ import pytest
 
 from numpy_llm import baselines as baselines_module
 from numpy_llm.baselines import baselines, pair_counts
+from numpy_llm.bpe_train import train_bpe
 from numpy_llm.data import builtin_sample, split_train_val
+from numpy_llm.token_data import spelled_bytes
+from numpy_llm.tokenizer_files import save_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,11 +30,30 @@ def test_the_baselines_by_hand():
     assert result["bigram"].count == 2
 
 
-def test_pair_counts_in_chunks_equal_counts_at_once(monkeypatch, rng):
-    data = rng.integers(0, 256, size=1000).astype(np.uint8)
-    whole = pair_counts(data)
+@pytest.mark.parametrize("vocab_size, dense", [(256, 1 << 20), (256, 0), (5000, 1 << 20)])
+def test_pair_counts_in_chunks_equal_counts_at_once(monkeypatch, rng, vocab_size, dense):
+    data = rng.integers(0, vocab_size, size=1000)
+    monkeypatch.setattr(baselines_module, "DENSE_PAIRS", dense)
+    whole = pair_counts(data, vocab_size)
     monkeypatch.setattr(baselines_module, "CHUNK", 7)
-    assert np.array_equal(pair_counts(data), whole) and whole.sum() == 999
+    chunked = pair_counts(data, vocab_size)
+    assert all(np.array_equal(a, b) for a, b in zip(chunked, whole)) and whole[1].sum() == 999
+    expected = Counter(zip(data[:-1].tolist(), data[1:].tolist()))
+    assert dict(zip(whole[0].tolist(), whole[1].tolist())) == {a * vocab_size + b: n for (a, b), n in expected.items()}
+
+
+def bigram_by_hand(train, val, V):
+    """The bigram's nats on val, from dictionaries of counts."""
+    pairs, firsts = Counter(zip(train[:-1], train[1:])), Counter(train[:-1])
+    return -sum(math.log((pairs[a, b] + 1) / (firsts[a] + V)) for a, b in zip(val[:-1], val[1:]))
+
+
+def test_a_large_vocabulary_counts_only_the_pairs_it_sees(rng):
+    V = 50257                                               # a V x V table would be 2.5 G counts
+    train, val = rng.integers(0, 40, size=3000) * 1000, rng.integers(0, 45, size=500) * 1000
+    result = baselines(train, val, V, val_bytes=2000)
+    assert result["bigram"].nats == pytest.approx(bigram_by_hand(train.tolist(), val.tolist(), V))
+    assert result["uniform"].bits_per_byte == pytest.approx(499 * math.log2(V) / 2000)
 
 
 def test_more_context_predicts_better_on_text():
@@ -50,7 +74,22 @@ def test_the_command_prints_the_three_baselines():
     assert list(rows) == ["uniform", "unigram", "bigram"] and rows["uniform"] == ["5.5452", "8.0000", "256.00"]
 
 
-@pytest.mark.parametrize("argv", [("--data", "no/such/file"), ("--val-frac", "1.5")])
+def test_the_command_counts_a_tokenizers_tokens_and_reports_bits_per_byte(tmp_path):
+    pytest.importorskip("regex")
+    tok = train_bpe(builtin_sample()[:20000].tobytes(), 300)
+    save_tokenizer(tok, str(tmp_path))
+    result = cli("--tokenizer", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "nats/token" in result.stdout.splitlines()[1]
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in result.stdout.splitlines()[2:]}
+    _, val = split_train_val(tok.encode(builtin_sample().tobytes()), 0.1, 1)
+    bytes_per_token = spelled_bytes(val[1:], tok) / (len(val) - 1)
+    assert rows["uniform"][0] == pytest.approx(math.log(300), abs=1e-4)
+    assert rows["uniform"][1] == pytest.approx(math.log2(300) / bytes_per_token, abs=1e-4)
+    assert rows["uniform"][1] > rows["unigram"][1] > rows["bigram"][1]
+
+
+@pytest.mark.parametrize("argv", [("--data", "no/such/file"), ("--val-frac", "1.5"), ("--tokenizer", "no/such/folder")])
 def test_the_command_rejects_bad_input_in_one_line(argv):
     result = cli(*argv)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stdout == ""

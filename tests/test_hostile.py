@@ -257,7 +257,7 @@ def test_huge_sizes_exit_within_two_seconds_with_the_estimate(tmp_path):
     for flags in (["--n-layer", "10000000"], ["--block-size", "1000000000"]):
         done = subprocess.run([sys.executable, "cli.py", "train", "--ckpt", str(tmp_path / "c.npz"), *flags],
                               cwd=REPO, capture_output=True, text=True, timeout=2 + 3)   # (interpreter start-up)
-        assert_one_line(done.returncode, done.stderr, 2, "GiB of memory")
+        assert_one_line(done.returncode, done.stderr, 2, "iB of memory")
 
 
 def resumable(tmp_path, trained):
@@ -366,3 +366,19 @@ def test_signals_at_random_moments_end_cleanly(tmp_path, seed):
     assert run.returncode in (0, 128 + sig) and "Traceback" not in err, err
     if (tmp_path / "ckpt.npz").exists():
         load_run(str(tmp_path / "ckpt.npz"))         # whatever was written is whole
+
+
+@pytest.mark.parametrize("entry", [["cli.py"], ["-m", "numpy_llm"]])
+@pytest.mark.parametrize("delay", [0.1, 0.25])
+def test_a_signal_while_the_modules_load_is_one_line(tmp_path, entry, delay):
+    """entry.py handles the stop signals before NumPy is imported, for every way of starting."""
+    run = subprocess.Popen([sys.executable, *entry, "train", *TINY, "--steps", "100000",
+                            "--ckpt", str(tmp_path / "ckpt.npz")], cwd=REPO, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        subprocess.run(["sleep", str(delay)], timeout=5)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode in (0, 130) and "Traceback" not in err, err

@@ -5,6 +5,8 @@ The picture goes to runs/experiments/NAME.png (``--out``), its curves to the sam
 ``.json``; stdout gets a table of the final numbers and the two paths, stderr the progress.
 The post-ln experiment trains the learner's own post-LN block: exercises/post_ln_block.py
 (``--block``), loaded as ``python cli.py check`` loads it, once its backward passes that check.
+The bpe experiment trains a byte model and a BPE model for the same time (``--seconds``) and
+draws validation bits per byte against training time (numpy_llm/experiment_bpe.py).
 """
 import argparse
 import os
@@ -14,23 +16,27 @@ from gradcheck.exercise_specs import POST_LN_BLOCK
 from gradcheck.exercises import grade_file, load
 
 from ..errors import UsageError
+from ..experiment_bpe import BPE, draw_timed, print_timed_table, run_bpe_experiment, save_timed_curves
 from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save_curves
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
 from ..variants import exercise_block
 
 DEFAULT_BLOCK = os.path.join("exercises", "post_ln_block.py")
+ALL = {**EXPERIMENTS, BPE.name: BPE}
 
 
 def configure(parser):
     parser.formatter_class = argparse.RawDescriptionHelpFormatter      # each help text names its default
-    parser.add_argument("name", nargs="?", metavar="NAME", help=f"the experiment: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("name", nargs="?", metavar="NAME", help=f"the experiment: {', '.join(ALL)}")
     parser.add_argument("--list", action="store_true", help="list the experiments and what each shows")
     parser.add_argument("--out", default=None,
                         help="the picture's path; the curves go beside it as .json "
                              "(default: runs/experiments/NAME.png)")
     parser.add_argument("--steps", type=int, default=None,
                         help="optimizer steps of each arm (default: the experiment's, shown by --list)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help=f"bpe only: training seconds of each arm (default: {BPE.seconds:g})")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate of both arms (default: the experiment's)")
     parser.add_argument("--warmup-steps", type=int, default=None,
@@ -52,27 +58,47 @@ def configure(parser):
 
 def run(args):
     if args.list:
-        for experiment in EXPERIMENTS.values():
-            print(f"{experiment.name:<12} {experiment.title} ({experiment.chapter}; "
-                  f"{steps(experiment.settings.steps)})")
+        for experiment in ALL.values():
+            length = f"{experiment.seconds:g} s each" if experiment is BPE else steps(experiment.settings.steps)
+            print(f"{experiment.name:<12} {experiment.title} ({experiment.chapter}; {length})")
         return 0
-    if args.name not in EXPERIMENTS:
+    if args.name not in ALL:
         given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
-        raise UsageError(f"{given}; choose one of {', '.join(EXPERIMENTS)} (python cli.py experiment --list)")
-    experiment = with_overrides(EXPERIMENTS[args.name], args)
+        raise UsageError(f"{given}; choose one of {', '.join(ALL)} (python cli.py experiment --list)")
+    is_bpe = args.name == BPE.name
+    if (args.seconds is not None) != is_bpe and (args.seconds is not None or args.steps is not None):
+        raise UsageError("the bpe experiment trains for --seconds, the others for --steps")
+    experiment = with_overrides(ALL[args.name], args)
     workers = default_workers("numpy") if args.workers is None else args.workers
     check_workers(workers, "numpy")
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
     prepare_folder(out, curves_path)
-    if args.block is not None and experiment.variant.block is not LEARNER_BLOCK:
+    if args.block is not None and (is_bpe or experiment.variant.block is not LEARNER_BLOCK):
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
-    block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
     pyplot()                                    # matplotlib missing: say so before training, not after
+    if is_bpe:
+        return run_timed(experiment, args, workers, out, curves_path)
+    block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
     print_table(experiment, settings, curves)
+    print(f"picture: {out}\ncurves:  {curves_path}")
+    return 0
+
+
+def run_timed(experiment, args, workers, out, curves_path):
+    """The bpe experiment: both arms for --seconds each, bits per byte against training time."""
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds must be positive, not {args.seconds}")
+    seed = {"seed": args.seed} if args.seed is not None else {}
+    experiment = replace(experiment, seconds=args.seconds or experiment.seconds,
+                         settings=replace(experiment.settings, **seed))
+    curves = run_bpe_experiment(experiment, args.data, workers)
+    save_timed_curves(curves_path, experiment, curves)
+    draw_timed(out, f"{experiment.name}: {experiment.title}", curves)
+    print_timed_table(experiment, curves)
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
 

@@ -2,19 +2,23 @@
 
     python cli.py tokenizer train --data their.txt --vocab-size 1024 --out tok
     python cli.py tokenizer encode --tokenizer tok --data their.txt --out ids.npy
+    python cli.py tokenizer bench --data tinyshakespeare.txt --encode-data big.txt
 
 ``train`` writes GPT-2's vocab.json + merges.txt and Hugging Face's tokenizer.json into the
 folder (tokenizer_files.py), so ``transformers.AutoTokenizer`` reads it too, and prints the
 bytes per token it reaches on the training text.  ``encode`` writes the token ids as a .npy
 (uint16 when the vocabulary fits) with a .json record beside it; ``train --data ids.npy`` reads
-them.  Progress goes to stderr.
+them.  ``bench`` times training, encoding and decoding beside Hugging Face's ``tokenizers``
+(numpy_llm/bench/tokenizer.py).  Progress goes to stderr.
 """
 import argparse
+import json
 import os
 import sys
 import time
 
 from ..bpe import ENDOFTEXT
+from ..bench.tokenizer import format_tokenizer_table, run_tokenizer_bench
 from ..bpe_train import train_bpe
 from ..data import open_corpus
 from ..errors import UsageError
@@ -43,10 +47,36 @@ def configure(parser):
     encode.add_argument("--workers", type=int, default=None,
                         help=f"processes encoding pieces of a long file (default: one per core, {os.cpu_count()} here)")
     encode.add_argument("--overwrite", action="store_true", help="replace --out (default: refuse)")
+    bench = actions.add_parser("bench", help="time training, encoding and decoding beside Hugging Face's tokenizers",
+                               description="Time training, encoding and decoding beside Hugging Face's tokenizers.")
+    bench.add_argument("--data", required=True, help="the text to train --vocab-size tokens on (required)")
+    bench.add_argument("--vocab-size", type=int, default=4096, help="tokens trained on --data (default: 4096)")
+    bench.add_argument("--encode-data", default=None,
+                       help="the UTF-8 text to train --encode-vocab-size tokens on and encode (default: --data)")
+    bench.add_argument("--encode-vocab-size", type=int, default=50257, help="(default: 50257, GPT-2's)")
+    bench.add_argument("--repeats", type=int, default=3, help="times each library runs each part (default: 3)")
+    bench.add_argument("--workers", type=int, default=2, help="cores of the large-file encoding (default: 2)")
+    bench.add_argument("--json", default=None, metavar="PATH", help="also write the record as JSON to PATH")
 
 
 def run(args):
-    return _train(args) if args.action == "train" else _encode(args)
+    return {"train": _train, "encode": _encode, "bench": _bench}[args.action](args)
+
+
+def _bench(args):
+    if args.repeats < 1 or args.workers < 1 or not 256 < args.vocab_size <= 1 << 20 \
+            or not 256 < args.encode_vocab_size <= 1 << 20:
+        raise UsageError("--repeats and --workers must be at least 1, the vocabulary sizes above 256")
+    for path in (args.data, args.encode_data or args.data):
+        open_corpus(path)                                    # a missing or empty file: one line, before anything
+    record = run_tokenizer_bench(args.data, args.encode_data or args.data, args.vocab_size, args.encode_vocab_size,
+                                 args.repeats, args.workers, log=_log)
+    print(f"medians of {args.repeats}, alternating; {record['bytes_per_token']:.2f} bytes per token")
+    print(format_tokenizer_table(record))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    return 0
 
 
 def _train(args):

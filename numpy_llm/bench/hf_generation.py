@@ -10,7 +10,8 @@ the same number of new tokens from the same one-token prompt:
              (with an all-ones attention mask: the padding id it needs is not the prompt's padding)
 
 The two are timed alternately, A B A B, ``rounds`` times each, every call after the bench's
-idle (timing.py), and compared by their medians.  n is at most block_size - 1, so neither
+idle (timing.py), and compared by their medians and by the median of the rounds' ratios
+(each round's two runs see about the same machine).  n is at most block_size - 1, so neither
 runs past its positions.  How many of the new tokens are the same is recorded too (float32
 arithmetic in two libraries may break a near-tie differently; from then on the texts differ).
 """
@@ -66,7 +67,9 @@ def compare_generation(torch, transformers, model, n_tokens, settle, rounds=3, l
         for label, fn in (("numpy_llm", ours), ("transformers", theirs)):
             seconds[label].append(timed(fn, lambda: None, settle))
     speed = {label: n / statistics.median(times) for label, times in seconds.items()}
+    round_ratios = [a / b for a, b in zip(seconds["numpy_llm"], seconds["transformers"])]   # ours / theirs
     agree = next((i for i, (a, b) in enumerate(zip(tokens["numpy_llm"], tokens["transformers"])) if a != b), n)
     return {"new_tokens": n, "rounds": rounds, "tokens_per_s": speed,
             "seconds": seconds, "ours_over_transformers_time": speed["transformers"] / speed["numpy_llm"],
+            "median_round_ratio": statistics.median(round_ratios),
             "same_leading_tokens": agree, "transformers": transformers.__version__}

@@ -92,7 +92,8 @@ def format_table(record):
             lines.append(f"{name}: greedy generation of {hf['new_tokens']} tokens, KV caches, medians of "
                          f"{hf['rounds']} alternated runs: numpy_llm {speed['numpy_llm']:.1f} tokens/s, "
                          f"transformers {speed['transformers']:.1f}; ours / transformers time = "
-                         f"{hf['ours_over_transformers_time']:.2f}x; first {hf['same_leading_tokens']} tokens the same")
+                         f"{hf['ours_over_transformers_time']:.2f}x (median of the rounds' ratios "
+                         f"{hf['median_round_ratio']:.2f}x); first {hf['same_leading_tokens']} tokens the same")
         for label, r in entry["impls"].items():
             mem = r.get("memory") or {}
             if "error" in mem:

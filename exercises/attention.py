@@ -2,7 +2,7 @@
 Grade it with `python cli.py check exercises/attention.py`.
 
     q, k, v (B, H, T, hs)
-    scores = (q @ k^T) * scale              (B, H, T, T)     scale = 1 / sqrt(hs)
+    scores = (q * scale) @ k^T              (B, H, T, T)     scale = 1 / sqrt(hs)
     scores[..., i, j] = -inf where j > i    causal mask
     probs  = softmax(scores, over j)        (B, H, T, T)
     out    = probs @ v                      (B, H, T, hs)
@@ -40,7 +40,7 @@ def causal_attention_forward(q, k, v):
     """Returns (out (B, H, T, hs), cache)."""
     T, hs = q.shape[-2:]
     scale = 1.0 / math.sqrt(hs)
-    scores = (q @ k.swapaxes(-1, -2)) * scale
+    scores = (q * scale) @ k.swapaxes(-1, -2)
     future = np.arange(T)[None, :] > np.arange(T)[:, None]       # (T, T) True above the diagonal
     scores = np.where(future, -np.inf, scores)
     probs = softmax(scores)

@@ -25,8 +25,9 @@ class LinearCache(NamedTuple):
 
 def linear_forward(x, w, b):
     """Returns (out (B, T, n_out), cache)."""
-    out = x @ w + b
-    return out, LinearCache(x=x, w=w)
+    n_in, n_out = w.shape
+    out = x.reshape(-1, n_in) @ w + b                   # (B*T, n_in) @ (n_in, n_out): one 2-D product
+    return out.reshape(x.shape[:-1] + (n_out,)), LinearCache(x=x, w=w)
 
 
 def linear_backward(dout, cache):

@@ -34,6 +34,7 @@ class CheckResult:
     worst_index: tuple
     analytic: float
     numeric: float
+    numeric_grad: object = None     # the whole numeric gradient, when every coordinate was checked
 
     @property
     def passed(self):
@@ -91,8 +92,9 @@ def check_gradients(f, arrays, analytic, component="", *, eps=EPS, tolerance=TOL
         numeric = np.array([numeric_grad_at(f, array, c, eps) for c in coords])
         picked = np.array([grad_host[c] for c in coords])
         worst = int(np.argmax(np.abs(picked - numeric)))
+        whole = numeric.reshape(grad_host.shape) if len(coords) == grad_host.size else None
         results.append(CheckResult(component, name, relative_error(picked, numeric), tolerance,
-                                   coords[worst], float(picked[worst]), float(numeric[worst])))
+                                   coords[worst], float(picked[worst]), float(numeric[worst]), whole))
     return results
 
 

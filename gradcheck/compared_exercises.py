@@ -5,6 +5,8 @@ A function passes when it returns what the package returns on every input.  When
 the grader shows the first input it gets wrong, and the hint of every usual mistake whose
 outputs the learner's equal on all the inputs (a mistake that differs from the package there).
 """
+import copy
+import operator
 import random
 import traceback
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ class Function:
     reference: Callable                 # the package's answer, called as the learner's is
     inputs: Callable                    # random.Random -> [tuple of arguments]
     mistakes: tuple = ()                # (wrong function, hint)
+    normalise: Callable = None          # result -> what is compared (None: normalised, below)
+    agree: Callable = operator.eq       # (yours, expected) -> bool, both normalised
+    show: Callable = None               # (args, yours, expected) -> what differs (None: the call, both results)
 
 
 @dataclass(frozen=True)
@@ -50,30 +55,32 @@ def compare(module, exercise, seed=0):
 
 def compare_function(mine, function, rng, module):
     cases = function.inputs(rng)
-    expected = [function.reference(*args) for args in cases]
+    normalise = function.normalise or normalised
+    expected = [normalise(function.reference(*copied(args))) for args in cases]
     try:
-        got = [normalised(mine(*copied(args))) for args in cases]
+        got = [normalise(mine(*copied(args))) for args in cases]
     except NotImplementedError:
         return None
     except Exception as exc:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == module.__file__]
         where = f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
         return Verdict(function.name, False, f"raised {type(exc).__name__}: {exc}{where}", [])
-    wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if not function.agree(g, e)]
     if not wrong:
         return Verdict(function.name, True, f"equal to the package's on {len(cases)} inputs", [])
     first = wrong[0]
-    detail = (f"wrong on {len(wrong)} of {len(cases)} inputs; first: {function.name}"
-              f"{call_text(cases[first])} returned {got[first]}, expected {expected[first]}")
+    shown = (function.show(cases[first], got[first], expected[first]) if function.show else
+             f"{function.name}{call_text(cases[first])} returned {got[first]}, expected {expected[first]}")
+    detail = f"wrong on {len(wrong)} of {len(cases)} inputs; first: {shown}"
     hints = [hint for mistake, hint in function.mistakes
-             if [mistake(*copied(args)) for args in cases] == got and got != expected]
+             if all(function.agree(g, normalise(mistake(*copied(args)))) for g, args in zip(got, cases))]
     return Verdict(function.name, False, detail, hints)
 
 
 def copied(args):
-    """Fresh copies of list and dict arguments: a function that changes its input in place must
-    not change the next comparison."""
-    return tuple(list(a) if isinstance(a, list) else dict(a) if isinstance(a, dict) else a for a in args)
+    """Fresh copies of the arguments: a function that changes its input in place must not change
+    the next comparison."""
+    return copy.deepcopy(args)
 
 
 def normalised(result):
@@ -176,5 +183,3 @@ BPE = ComparedExercise("bpe", (
         (encode_in_dict_order, "the dict's order is not the order the merges were learned: the new ids are "
                                "(256, 257, ...); apply the smallest first"))),
 ), source="numpy_llm/bpe.py")
-
-COMPARED = (BPE,)

@@ -1,63 +1,31 @@
 """The write-it-yourself exercises (``exercises/*.py``): for each one, the learner's two
 function names, the inputs the grader checks them on, the package layer it is compared
-with, and the usual mistakes the grader recognises.
-
-A mistake is a test on the grading context ``ctx`` (``arrays``, ``static``, ``dout``, the
-learner's gradients ``mine``, the package's ``ref``, the package forward's ``cache`` and the
-names that ``failed``) and the hint printed under the tensor it names when the test holds.
-``same(ctx, name, wrong)`` asks whether the learner's gradient of ``name`` equals ``wrong``:
-the gradient that mistake produces on these inputs.
+with, and the usual mistakes the grader recognises (what they are: gradcheck/spec_types.py).
+The exercises that wire given layers together (the block, the model) are in
+gradcheck/wiring_specs.py.
 """
-from dataclasses import dataclass, field
-from typing import Callable
+import math
 
 import numpy as np
 
 from numpy_llm.layers.attention import causal_attention_backward, causal_attention_forward
-from numpy_llm.layers.block import block_backward, block_forward, block_param_shapes
 from numpy_llm.layers.cross_entropy import cross_entropy_backward, cross_entropy_forward
 from numpy_llm.layers.embedding import embedding_backward, embedding_forward
 from numpy_llm.layers.gelu import gelu_backward, gelu_forward
 from numpy_llm.layers.layernorm import layernorm_backward, layernorm_forward
 from numpy_llm.layers.linear import linear_backward, linear_forward
 
-N_HEAD = 2          # heads of the block exercise
-
-
-@dataclass(frozen=True)
-class Mistake:
-    tensor: str                         # the row the hint is printed under
-    happened: Callable                  # ctx -> bool
-    hint: str
-
-
-@dataclass(frozen=True)
-class Exercise:
-    name: str
-    forward: str                        # function names in the learner's file
-    backward: str
-    reference: tuple                    # (forward, backward): the package's solution; None: no hints
-    inputs: Callable                    # rng -> (arrays, static): arrays are differentiated, static are not
-    input_names: tuple = ("x",)
-    mistakes: tuple = ()
-    allowed_imports: tuple = ()         # package modules the stub may import (the block's sublayers)
-    adapt: Callable = field(default=lambda forward: forward)   # learner's forward -> forward(**arrays, **static)
-
-
-def same(ctx, name, wrong):
-    mine = ctx.mine.get(name)
-    return mine is not None and np.shape(mine) == np.shape(wrong) and np.allclose(mine, wrong, rtol=1e-6, atol=1e-9)
-
-
-def randn(rng, *shape):
-    return rng.standard_normal(shape)
+from .compared_exercises import BPE
+from .optimizer_exercise import ADAMW
+from .spec_types import Exercise, Mistake, batch_sizes, randn, same
+from .wiring_specs import BLOCK, GPT, MLP, POST_LN_BLOCK, SELF_ATTENTION
 
 
 # --- embedding -------------------------------------------------------------------------------------
 
 def embedding_inputs(rng):
     idx = np.array([[1, 2, 1, 3, 1], [3, 3, 0, 2, 1]])          # repeated bytes
-    return {"wte": randn(rng, 5, 4), "wpe": randn(rng, 7, 4)}, {"idx": idx}
+    return {"wte": randn(rng, 5, 4), "wpe": randn(rng, 9, 4)}, {"idx": idx, "start": 3}   # positions 3..7 of 9
 
 
 def overwritten_rows(ctx):
@@ -70,6 +38,7 @@ def overwritten_rows(ctx):
 EMBEDDING = Exercise(
     "embedding", "embedding_forward", "embedding_backward",
     (embedding_forward, embedding_backward), embedding_inputs, input_names=("idx",),
+    sizes=lambda arrays, static: {"B": 2, "T": 5, "start": static["start"]},
     mistakes=(Mistake("wte", lambda ctx: same(ctx, "wte", overwritten_rows(ctx)),
                       "a byte read twice must get both gradients: dwte[idx] = dx and dwte[idx] += dx "
                       "keep only one write per row; np.add.at(dwte, idx, dx) adds them all"),))
@@ -83,7 +52,7 @@ def linear_inputs(rng):
 
 LINEAR = Exercise(
     "linear", "linear_forward", "linear_backward",
-    (linear_forward, linear_backward), linear_inputs,
+    (linear_forward, linear_backward), linear_inputs, sizes=lambda arrays, static: batch_sizes(arrays["x"]),
     mistakes=(Mistake("b", lambda ctx: same(ctx, "b", ctx.ref["b"] / 6),
                       "b is added to every one of the B*T rows: db is the sum of dout over them, not the mean"),
               Mistake("w", lambda ctx: same(ctx, "w", ctx.arrays["x"][0].T @ ctx.dout[0]),
@@ -99,7 +68,7 @@ def gelu_inputs(rng):
 
 GELU = Exercise(
     "gelu", "gelu_forward", "gelu_backward",
-    (gelu_forward, gelu_backward), gelu_inputs,
+    (gelu_forward, gelu_backward), gelu_inputs, sizes=lambda arrays, static: batch_sizes(arrays["x"]),
     mistakes=(Mistake("x", lambda ctx: same(ctx, "x", ctx.dout * ctx.cache.phi),
                       "dx = dout * phi treats phi as a constant; out = x * phi is a product: "
                       "dout * (phi + x dphi/dx)"),
@@ -130,6 +99,7 @@ def layernorm_partial(ctx, mean_path, rstd_path):
 LAYERNORM = Exercise(
     "layernorm", "layernorm_forward", "layernorm_backward",
     (layernorm_forward, layernorm_backward), layernorm_inputs,
+    sizes=lambda arrays, static: dict(batch_sizes(arrays["x"]), C=arrays["x"].shape[-1]),
     mistakes=(Mistake("x", lambda ctx: same(ctx, "x", layernorm_partial(ctx, False, False)),
                       "dx = dout * gamma * rstd treats mean and rstd as constants; both depend on every x "
                       "of the row: dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))"),
@@ -144,7 +114,12 @@ LAYERNORM = Exercise(
 # --- softmax and the attention core ----------------------------------------------------------------
 
 def attention_inputs(rng):
-    return {name: randn(rng, 2, 2, 5, 3) for name in ("q", "k", "v")}, {}
+    return {name: randn(rng, 3, 2, 5, 3) for name in ("q", "k", "v")}, {}       # B = 3, H = 2, T = 5, hs = 3
+
+
+def attention_sizes(arrays, static):
+    B, H, T, hs = arrays["q"].shape
+    return {"B": B, "H (the number of heads)": H, "T": T, "sqrt(hs)": math.sqrt(hs)}
 
 
 def attention_without_softmax_sum(ctx, name):
@@ -155,6 +130,14 @@ def attention_without_softmax_sum(ctx, name):
     return (dscores if name == "q" else dscores.swapaxes(-1, -2)) @ other * c.scale
 
 
+def dk_untransposed(ctx):
+    """dk = dscores @ q * scale: the mirror of dq, without dscores' transpose."""
+    c = ctx.cache
+    dprobs = ctx.dout @ c.v.swapaxes(-1, -2)
+    dscores = c.probs * (dprobs - (dprobs * c.probs).sum(axis=-1, keepdims=True))
+    return dscores @ c.q * c.scale
+
+
 SOFTMAX_HINT = ("softmax couples each row: dscores = probs * (dprobs - sum_j dprobs_j probs_j); "
                 "the sum term is missing")
 SCALE_HINT = "scores = q k^T * scale: dq and dk carry the factor scale = 1/sqrt(hs) too"
@@ -162,10 +145,14 @@ SCALE_HINT = "scores = q k^T * scale: dq and dk carry the factor scale = 1/sqrt(
 ATTENTION = Exercise(
     "attention", "causal_attention_forward", "causal_attention_backward",
     (causal_attention_forward, causal_attention_backward), attention_inputs, input_names=("q", "k", "v"),
+    sizes=attention_sizes,
     mistakes=(Mistake("q", lambda ctx: same(ctx, "q", ctx.ref["q"] / ctx.cache.scale), SCALE_HINT),
               Mistake("k", lambda ctx: same(ctx, "k", ctx.ref["k"] / ctx.cache.scale), SCALE_HINT),
               Mistake("q", lambda ctx: same(ctx, "q", attention_without_softmax_sum(ctx, "q")), SOFTMAX_HINT),
               Mistake("k", lambda ctx: same(ctx, "k", attention_without_softmax_sum(ctx, "k")), SOFTMAX_HINT),
+              Mistake("k", lambda ctx: same(ctx, "k", dk_untransposed(ctx)),
+                      "scores = q k^T uses k transposed: dk = dscores^T @ q * scale (swap the last two axes "
+                      "of dscores)"),
               Mistake("v", lambda ctx: same(ctx, "v", ctx.cache.probs @ ctx.dout),
                       "out = probs @ v sums over the keys: dv = probs^T @ dout (swap the last two axes)")))
 
@@ -179,45 +166,13 @@ def cross_entropy_inputs(rng):
 CROSS_ENTROPY = Exercise(
     "cross_entropy", "cross_entropy_forward", "cross_entropy_backward",
     (cross_entropy_forward, cross_entropy_backward), cross_entropy_inputs, input_names=("logits",),
+    sizes=lambda arrays, static: dict(zip(("N", "V"), arrays["logits"].shape)),
     mistakes=(Mistake("logits", lambda ctx: same(ctx, "logits", 6 * ctx.ref["logits"]),
                       "the loss is a mean over the N rows: divide by N"),
               Mistake("logits", lambda ctx: same(ctx, "logits", ctx.cache.probs / 6),
                       "-log probs[target] = logsumexp - logits[target]: subtract 1 at each row's target")))
 
 
-# --- the block -------------------------------------------------------------------------------------
-
-def block_inputs(rng):
-    params = {name: randn(rng, *shape) for name, shape in block_param_shapes(8).items()}
-    for name in params:
-        if name.endswith("gamma"):
-            params[name] += 1.0
-    return {"x": randn(rng, 2, 5, 8), **params}, {}
-
-
-def only_failed(ctx, prefixes):
-    """Every tensor whose name starts with one of ``prefixes`` failed, and nothing else did."""
-    names = set(ctx.arrays)
-    wrong = {n for n in names if n.startswith(prefixes)}
-    return bool(wrong) and ctx.failed == wrong
-
-
-BLOCK = Exercise(
-    "block", "block_forward", "block_backward",
-    (block_forward, block_backward), block_inputs,
-    mistakes=(Mistake("x", lambda ctx: only_failed(ctx, ("x", "ln_1", "attn")),
-                      "the first half is wrong while the second is right: x1 feeds both ln_2 and the "
-                      "residual, so dx1 = dout + (the gradient through ln_2 and the MLP)"),
-              Mistake("x", lambda ctx: only_failed(ctx, ("x",)),
-                      "every parameter is right but dx is not: x feeds both ln_1 and the residual, "
-                      "so dx = dx1 + (the gradient through ln_1 and attention)")),
-    allowed_imports=("numpy_llm.layers.attention", "numpy_llm.layers.layernorm", "numpy_llm.layers.mlp"),
-    adapt=lambda forward: lambda x, **p: forward(x, p, N_HEAD))
-
-# The post-LN block (the 2017 ordering) is not in the package, so there is no reference to take
-# hints from: the grader says PASS or FAIL per tensor only.
-POST_LN_BLOCK = Exercise(
-    "post_ln_block", "post_ln_block_forward", "post_ln_block_backward", None, block_inputs,
-    allowed_imports=BLOCK.allowed_imports, adapt=BLOCK.adapt)
-
-EXERCISES = (EMBEDDING, LINEAR, GELU, LAYERNORM, ATTENTION, CROSS_ENTROPY, BLOCK, POST_LN_BLOCK)
+EXERCISES = (EMBEDDING, LINEAR, GELU, LAYERNORM, ATTENTION, CROSS_ENTROPY, SELF_ATTENTION, MLP, BLOCK,
+             POST_LN_BLOCK, GPT)
+COMPARED = (BPE, ADAMW)          # graded by comparing outputs (gradcheck/compared_exercises.py)

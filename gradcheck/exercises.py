@@ -8,8 +8,9 @@ The learner's file defines a forward (given) and a backward (theirs) with the la
 The grader finds which exercise the file is (by its two function names, gradcheck/exercise_specs.py),
 refuses it if it imports the package's own solution, and checks every coordinate of every
 gradient against finite differences of the learner's forward, in float64.  A failing tensor
-gets its worst coordinate and, when the learner's gradient is exactly what a usual mistake
-produces, a hint; to know that, the grader computes the package's gradient on the same inputs.
+gets its worst coordinate, a hint when the learner's gradient is exactly what a usual mistake
+produces (to know that, the grader computes the package's gradient on the same inputs), and what
+the numbers show (gradcheck/diagnosis.py: a constant factor, a sign, a transpose, the wrong rows).
 An exercise with no derivative (the BPE merge) is graded by comparing outputs instead
 (gradcheck/compared_exercises.py).
 """
@@ -27,8 +28,9 @@ import numpy as np
 from numpy_llm.errors import UsageError
 
 from .checker import check_layer
-from .compared_exercises import COMPARED, ComparedExercise, compare
-from .exercise_specs import EXERCISES
+from .compared_exercises import ComparedExercise, compare
+from .diagnosis import diagnose
+from .exercise_specs import COMPARED, EXERCISES
 
 PACKAGE_NAME = re.compile(r"^(numpy_llm|gradcheck)(\.\w+)*$")
 
@@ -40,6 +42,7 @@ class Row:
     passed: bool
     detail: str
     hints: list = field(default_factory=list)
+    diagnosis: list = field(default_factory=list)
 
 
 @dataclass
@@ -62,6 +65,14 @@ class BadAnswer(Exception):
 
 def grade_file(path, seed=0):
     """Load the learner's file and grade it; bad input raises UsageError (one line)."""
+    exercise, module = load_exercise(path)
+    if isinstance(exercise, ComparedExercise):
+        return grade_compared(module, exercise, path, seed)
+    return grade_module(module, exercise, path, seed)
+
+
+def load_exercise(path):
+    """(the exercise, the learner's file loaded as a module); bad input raises UsageError."""
     if os.path.isdir(path):
         raise UsageError(f"{path} is a folder; give one exercise file, such as exercises/gelu.py")
     if not os.path.isfile(path):
@@ -75,10 +86,7 @@ def grade_file(path, seed=0):
         raise UsageError(f"{path} line {exc.lineno}: {exc.msg}") from None
     exercise = find_exercise(tree, path)
     refuse_package_imports(tree, exercise, path)
-    module = load(path, exercise)
-    if isinstance(exercise, ComparedExercise):
-        return grade_compared(module, exercise, path, seed)
-    return grade_module(module, exercise, path, seed)
+    return exercise, load(path, exercise)
 
 
 def find_exercise(tree, path):
@@ -155,6 +163,7 @@ def grade_module(module, exercise, path="", seed=0):
             f"yours {r.analytic:.6e}, numeric {r.numeric:.6e}") for r in results]
     rows.sort(key=lambda row: list(arrays).index(row.tensor) if row.tensor in arrays else len(arrays))
     add_hints(rows, exercise, arrays, static, answer)
+    add_diagnoses(rows, results, exercise.sizes(arrays, static), arrays, answer["mine"])
     return Grade(path, exercise.backward, rows)
 
 
@@ -209,6 +218,15 @@ def add_hints(rows, exercise, arrays, static, answer):
             by_tensor[mistake.tensor].hints.append(mistake.hint)
 
 
+def add_diagnoses(rows, results, sizes, arrays, mine):
+    """Under every failing tensor whose gradient has the right shape, what its numbers show."""
+    numeric = {r.tensor: r.numeric_grad for r in results}
+    for row in rows:
+        if not row.passed and numeric.get(row.tensor) is not None:
+            row.diagnosis = diagnose(mine[row.tensor], numeric[row.tensor], sizes, arrays[row.tensor],
+                                     fallback=not row.hints)
+
+
 def crash_line(exc, exercise, module):
     """One line: what the learner's code raised, and where in their file."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == module.__file__]
@@ -225,6 +243,7 @@ def format_grade(grade):
     for row in grade.rows:
         lines.append(f"  {row.tensor.ljust(width)}  {'PASS' if row.passed else 'FAIL'}  {row.detail}")
         lines += [f"  {' ' * width}  hint: {hint}" for hint in row.hints]
+        lines += [f"  {' ' * width}  diagnosis: {line}" for line in row.diagnosis]
     failed = sum(not row.passed for row in grade.rows)
     lines.append(f"{len(grade.rows) - failed} passed, {failed} failed")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ import numpy
 CUPY_INSTALL_HINT = ("install CuPy for this machine's CUDA: pip install -e \".[gpu]\" (cupy-cuda12x[ctk], CUDA 12) "
                      "or pip install -e \".[gpu13]\" (cupy-cuda13x[ctk], CUDA 13)")
 DTYPES = ("float32", "float64")
+DEFAULT_DTYPE = "float32"          # training's, generation's and evaluation's (float64: gradient checking)
 
 
 class BackendError(RuntimeError):
@@ -70,7 +71,7 @@ def first_line(exc):
 class Backend:
     """An array module plus the floating dtype that parameters and activations use."""
     name: str = "numpy"
-    dtype_name: str = "float32"
+    dtype_name: str = DEFAULT_DTYPE
     module: Any = None  # a test may pass its own array module (see tests/strict_xp.py)
 
     def __post_init__(self):

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, to_numpy
+from .backend import DEFAULT_DTYPE, Backend, to_numpy
 from .bpe import BYTES, Tokenizer
 from .checkpoint_file import CheckpointArrays
 from .checkpoint_meta import check_meta, model_config
@@ -130,15 +130,15 @@ def checked_tokenizer(arrays, config, path):
 
 @dataclass
 class RunState:
-    """Where a run stands, besides its arrays."""
-    step: int = 0
+    """How a run's validation loss stands, besides its arrays."""
     best_val_loss: float = math.inf
     val_loss: float = math.nan
 
 
 @dataclass
 class Run:
-    """A training run: everything a checkpoint holds and training needs to go on."""
+    """A training run: everything a checkpoint holds and training needs to go on.  Training
+    changes it through its methods (and AdamW's steps, in place)."""
     model: TinyTransformerLM
     optimizer: AdamW
     settings: TrainSettings
@@ -148,13 +148,27 @@ class Run:
     workers: int = 1            # the threads the run was trained with (runner.py)
     ranks: int = 1              # the processes it was trained on (distributed.py)
 
+    @property
+    def step(self):
+        """The optimizer steps taken so far: the run's one step counter, AdamW's own."""
+        return self.optimizer.step_count
 
-def new_run(config, settings, backend, workers=1, params=None, tokenizer=BYTES):
+    def runs_on(self, runner):
+        """Record the threads and processes of ``runner`` as the ones this run is trained with."""
+        self.workers, self.ranks = runner.workers, runner.world_size
+
+    def evaluated(self, val_loss):
+        """Record a validation loss; True when it is the best so far."""
+        improved = val_loss < self.state.best_val_loss
+        self.state.val_loss, self.state.best_val_loss = val_loss, min(self.state.best_val_loss, val_loss)
+        return improved
+
+
+def new_run(config, settings, backend, params=None, tokenizer=BYTES):
     """A fresh run at step 0 with fresh AdamW: parameters ``params`` (host arrays) if given, else
     initialised from settings.seed."""
     model = TinyTransformerLM(config, backend, seed=settings.seed, params=params)
-    return Run(model, _optimizer(model, settings), settings, np.random.default_rng(settings.seed),
-               RunState(), tokenizer, workers)
+    return Run(model, settings.adamw(model), settings, np.random.default_rng(settings.seed), RunState(), tokenizer)
 
 
 def save_run(path, run):
@@ -170,8 +184,8 @@ def run_bytes(run):
 
 
 def _run_meta(run):
-    return {"model": run.model.config.to_dict(), "train": run.settings.to_dict(), "step": run.state.step,
-            "adam_step": run.optimizer.step_count, "best_val_loss": _json_float(run.state.best_val_loss),
+    return {"model": run.model.config.to_dict(), "train": run.settings.to_dict(), "step": run.step,
+            "adam_step": run.step, "best_val_loss": _json_float(run.state.best_val_loss),
             "val_loss": _json_float(run.state.val_loss), "dtype": run.model.backend.dtype_name,
             "workers": run.workers, "ranks": run.ranks, "rng_state": run.rng.bit_generator.state}
 
@@ -191,11 +205,11 @@ def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_ov
                          f"start a new run, or generate and evaluate with it")
     config = config_from_meta(meta, path)
     settings = TrainSettings.from_dict({**meta.get("train", {}), **(settings_overrides or {})})
-    backend = Backend(xp_name, dtype or meta.get("dtype", "float32"))
+    backend = Backend(xp_name, dtype or meta.get("dtype", DEFAULT_DTYPE))
     itemsize = np.dtype(backend.dtype_name).itemsize
     check_fits(training_bytes(config, settings.batch_size, itemsize), f"training the model in {path}", xp_name)
     model = TinyTransformerLM(config, backend, params=params_from_arrays(arrays, config, path))
-    optimizer = _optimizer(model, settings)
+    optimizer = settings.adamw(model)
     for prefix, attribute in MOMENTS.items():
         moments = getattr(optimizer, attribute)
         for name in moments:
@@ -205,17 +219,13 @@ def run_from_record(arrays, meta, path, xp_name="numpy", dtype=None, settings_ov
             if attribute == "v" and np.any(moment < 0):
                 raise UsageError(f"{path}: {prefix + name} (an AdamW second moment) holds negative values")
             moments[name] = backend.asarray(moment, dtype=backend.dtype)
-    optimizer.step_count = meta.get("adam_step", meta["step"])
+    optimizer.step_count = meta["step"]
     rng = np.random.default_rng(settings.seed)
     rng.bit_generator.state = meta["rng_state"]
-    state = RunState(step=meta["step"], best_val_loss=_float(meta.get("best_val_loss"), math.inf),
+    state = RunState(best_val_loss=_float(meta.get("best_val_loss"), math.inf),
                      val_loss=_float(meta.get("val_loss"), math.nan))
     return Run(model, optimizer, settings, rng, state, checked_tokenizer(arrays, config, path),
                meta.get("workers", 1), meta.get("ranks", 1))
-
-
-def _optimizer(model, s):
-    return AdamW(model.params, (s.beta1, s.beta2), s.adam_eps, s.weight_decay, model.implementation.adamw_update)
 
 
 def _json_float(x):

@@ -30,7 +30,7 @@ import numpy as np
 
 from .backend import array_module, to_numpy
 from .errors import TrainingError, UsageError
-from .runner import split_batch
+from .runner import dropout_generator, split_batch, weighted
 
 # Variables that MPI launchers set in every process they start: MPICH's Hydra and Intel MPI
 # (PMI_SIZE, MPI_LOCALNRANKS), Open MPI (OMPI_COMM_WORLD_SIZE), PMIx launchers such as Open MPI 5
@@ -108,6 +108,10 @@ class World:
     def barrier(self):
         self.comm.Barrier()
 
+    def is_link_error(self, exc):
+        """True for an error of MPI itself (a peer that died, a broken connection), not of the run."""
+        return isinstance(exc, self.mpi.Exception)
+
     def abort(self, code):
         """End every rank of the job now (a rank that cannot go on must not leave the others waiting)."""
         sys.stderr.flush()
@@ -168,13 +172,9 @@ class MPIRunner:
 
     def loss_and_grads(self, idx, targets, rng=None):
         rows, weight = self._rows(len(idx))
-        rank_rng = None
-        if rng is not None and self.model.config.dropout > 0:      # every rank draws all N seeds, uses its own
-            rank_rng = _rank_generator(rng, self.world_size, self.rank)
-        loss, grads = self.threads.loss_and_grads(idx[rows], targets[rows], rank_rng)
-        for g in grads.values():
-            g *= g.dtype.type(weight)
-        return loss * loss.dtype.type(weight), grads
+        rng = dropout_generator(self.model, rng)
+        rank_rng = None if rng is None else _rank_generator(rng, self.world_size, self.rank)
+        return weighted(*self.threads.loss_and_grads(idx[rows], targets[rows], rank_rng), weight)
 
     def all_reduce(self, loss, grads):
         """Sum (loss, grads) over the ranks: one all-reduce of one flat buffer."""
@@ -201,5 +201,6 @@ class MPIRunner:
 
 
 def _rank_generator(rng, world_size, rank):
-    """Rank ``rank``'s own generator, seeded by the rank-th of ``world_size`` draws from ``rng``."""
+    """Rank ``rank``'s own generator, seeded by the rank-th of ``world_size`` draws from ``rng``
+    (every rank draws all of them, so the generator moves alike on every rank)."""
     return np.random.default_rng(rng.integers(0, 2 ** 63, size=world_size)[rank])

@@ -35,7 +35,6 @@ from .data import BUILTIN_NAME, open_corpus, split_train_val
 from .errors import UsageError
 from .evaluate import evaluate
 from .model import ModelConfig, TinyTransformerLM
-from .optim import AdamW
 from .params import init_params
 from .plots import pyplot, save_png
 from .runner import ThreadRunner
@@ -88,10 +87,9 @@ class Arm:
             if len(part) < config.block_size + 1:
                 raise UsageError(f"the {name} split is {len(part)} tokens long with the {tok.vocab_size}-token "
                                  f"tokenizer; the experiment needs more than block_size {config.block_size}")
-        model = TinyTransformerLM(config, Backend("numpy", "float32"), params=init_params(config, self.settings.seed))
+        model = TinyTransformerLM(config, Backend("numpy"), params=init_params(config, self.settings.seed))
         self.runner, self.rng = ThreadRunner(model, workers), np.random.default_rng(self.settings.seed)
-        self.optimizer = AdamW(model.params, (self.settings.beta1, self.settings.beta2), self.settings.adam_eps,
-                               self.settings.weight_decay, model.implementation.adamw_update)
+        self.optimizer = self.settings.adamw(model)
         self.train_tokens_per_byte = len(self.train) / spelled_bytes(self.train, tok)
         self.val_tokens_per_byte = len(self.val) / spelled_bytes(self.val, tok)
         self.curve = TimedCurve(label, tok.vocab_size, 1 / self.val_tokens_per_byte)

@@ -22,12 +22,12 @@ from .backend import Backend
 from .data import BUILTIN_NAME, get_batch, open_corpus, split_train_val
 from .errors import TrainingError, UsageError
 from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM
-from .optim import AdamW
 from .params import init_params
 from .plots import pyplot, save_png
 from .runner import ThreadRunner
 from .settings import TrainSettings
-from .train import finite, measure, train_step
+from .train import measure, train_step
+from .trainer import finite
 from .variants import NO_RESIDUAL_BLOCK, NO_SCALE_BLOCK
 
 EVALS = 20              # evaluations after step 0, evenly spaced
@@ -150,9 +150,8 @@ def train_arm(experiment, arm, block, settings, train_data, val_data, workers, l
     if arm.warmup_steps is not None:
         settings = replace(settings, warmup_steps=arm.warmup_steps)
     params = init_params(config, settings.seed, std=arm.init_std)
-    model = TinyTransformerLM(config, Backend("numpy", "float32"), params=params, block=block)
-    optimizer = AdamW(model.params, (settings.beta1, settings.beta2), settings.adam_eps, settings.weight_decay,
-                      model.implementation.adamw_update)
+    model = TinyTransformerLM(config, Backend("numpy"), params=params, block=block)
+    optimizer = settings.adamw(model)
     runner, rng = ArmRunner(model, workers, settings.seed), np.random.default_rng(settings.seed)
     curve = Curve(arm.label)
     log(f"{experiment.name}: training {arm.label} ({model.num_params():,} parameters, {settings.steps} steps)")

@@ -189,7 +189,9 @@ def read_weights(path, flags=None):
     """(params, ModelConfig, Tokenizer) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
 
     ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
-    stored sizes (UsageError); a ``dropout`` among them replaces the stored one."""
+    stored sizes (UsageError); a ``dropout`` among them replaces the stored one, and a smaller
+    ``block_size`` keeps the first rows of ``wpe`` (GPT-2's 1024 positions cropped to what a CPU
+    fine-tune can afford: positions are absolute, so the first ones mean what they meant)."""
     if os.path.isdir(path):
         params, config, tokenizer = import_hf(path)
     else:
@@ -197,11 +199,16 @@ def read_weights(path, flags=None):
         config = config_from_meta(meta, path)
         params, tokenizer = params_from_arrays(arrays, config, path), checked_tokenizer(arrays, config, path)
     flags = dict(flags or {})
+    block_size = flags.pop("block_size", config.block_size)
+    if not 1 <= block_size <= config.block_size:
+        raise UsageError(f"--block-size must be between 1 and the {config.block_size} positions {path} was "
+                         f"trained with, not {block_size}")
     for name, value in flags.items():
         if name != "dropout" and value != getattr(config, name):
             raise UsageError(f"--{name.replace('_', '-')} {value} does not match {path}'s {getattr(config, name)}; "
                              f"--init-from takes the model's sizes from it (drop the flag)")
-    return params, replace(config, dropout=flags.get("dropout", config.dropout)), tokenizer
+    params = dict(params, wpe=params["wpe"][:block_size])
+    return params, replace(config, dropout=flags.get("dropout", config.dropout), block_size=block_size), tokenizer
 
 
 def _read_json(path):

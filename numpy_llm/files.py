@@ -8,6 +8,7 @@
 Every write is atomic: the file is written under a temporary name in the same folder, flushed
 to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
 """
+import contextlib
 import os
 import stat
 import tempfile
@@ -31,7 +32,7 @@ def atomic_write(path, write):
     link is written through: its target gets the new contents, the link stays a link."""
     path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -43,6 +44,22 @@ def atomic_write(path, write):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def temporary_prefix(path):
+    """The name atomic_write's temporary files for ``path`` start with, in its folder."""
+    return f".tmp-{os.path.basename(path)}-"
+
+
+def remove_stale_temporaries(ckpt_path):
+    """Delete what a write cut off by SIGKILL (or a power cut) left of the run's files; only the
+    process that holds the run's lock may call it (no other one writes them)."""
+    for path in map(os.path.realpath, run_files(ckpt_path)):     # where atomic_write writes them
+        folder, prefix = os.path.dirname(path), temporary_prefix(path)
+        for name in os.listdir(folder) if os.path.isdir(folder) else ():
+            if name.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
 
 
 def _umask():

@@ -19,6 +19,7 @@ all, at once and in one line, instead of after minutes of allocating.
 import math
 import os
 
+from .backend import import_cupy
 from .errors import UsageError
 from .layers.block import block_param_shapes
 
@@ -56,8 +57,7 @@ def available_bytes(backend_name="numpy"):
     None when it cannot be known (then nothing is refused)."""
     if backend_name == "cupy":
         try:
-            import cupy
-            return cupy.cuda.runtime.memGetInfo()[0]
+            return import_cupy().cuda.runtime.memGetInfo()[0]
         except Exception:                           # no usable GPU: Backend says so itself
             return None
     try:

@@ -17,7 +17,7 @@ block=...)``) swaps in another, and the forward's ``ModelCache`` records which b
 it.  The other blocks are teaching variants for the experiments (variants.py): a model built
 with one is not GPT-2.  Every layer gets the model's ``kernels`` (layers/kernels.py), chosen once.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -39,13 +39,14 @@ from .tokenizer import VOCAB_SIZE
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The architecture's sizes.  n_embd must be divisible by n_head."""
-    block_size: int = 128    # longest context, in bytes
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    vocab_size: int = VOCAB_SIZE
+    """The architecture's sizes, each with the help text of its command-line flag.  n_embd must
+    be divisible by n_head."""
+    block_size: int = field(default=128, metadata={"help": "context length in tokens (bytes, for a byte model)"})
+    n_layer: int = field(default=4, metadata={"help": "transformer blocks"})
+    n_head: int = field(default=4, metadata={"help": "attention heads per block (must divide --n-embd)"})
+    n_embd: int = field(default=128, metadata={"help": "model width C"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout probability (0 turns it off)"})
+    vocab_size: int = field(default=VOCAB_SIZE, metadata={"help": "token ids the model reads (the tokenizer's)"})
 
     def __post_init__(self):
         """The one check of the sizes (the command line shows an InvalidSetting as its flag)."""

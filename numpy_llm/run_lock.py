@@ -12,7 +12,7 @@ operating system has no ``flock`` (Windows), runs are not locked.
 import contextlib
 import os
 
-from .files import companion_path
+from .files import companion_path, remove_stale_temporaries
 from .errors import UsageError
 
 try:
@@ -36,6 +36,7 @@ def hold_run_lock(ckpt_path):
             os.write(fd, f"{os.getpid()}\n".encode())
         except OSError as exc:
             raise UsageError(f"cannot write the run lock {path} ({exc.strerror or exc})") from None
+        remove_stale_temporaries(ckpt_path)
         yield
     finally:
         with contextlib.suppress(OSError):

@@ -58,9 +58,21 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def default_workers(xp_name):
-    """One worker per core on the CPU (numpy); one on a GPU (cupy)."""
-    return available_cores() if xp_name == "numpy" else 1
+def cores_per_rank(ranks_here=1):
+    """This machine's cores shared by the ``ranks_here`` processes that run on it (at least one)."""
+    return max(1, available_cores() // ranks_here)
+
+
+def default_workers(xp_name, ranks_here=1):
+    """One worker per core on the CPU (numpy), the cores shared by the machine's ranks; one on a
+    GPU (cupy)."""
+    return cores_per_rank(ranks_here) if xp_name == "numpy" else 1
+
+
+def dropout_generator(model, rng):
+    """``rng`` when the model draws dropout masks, else None: without dropout a batch's work
+    leaves the generator untouched."""
+    return rng if model.config.dropout > 0 else None
 
 
 def count_shares(batch_size, row_size, workers):
@@ -133,7 +145,7 @@ class ThreadRunner:
         return float(loss)
 
     def loss_and_grads(self, idx, targets, rng=None):
-        rng = rng if self.model.config.dropout > 0 else None   # no dropout: leave the generator untouched
+        rng = dropout_generator(self.model, rng)
 
         def share_loss_and_grads(rows, share_rng):
             return self.model.loss_and_grads(idx[rows], targets[rows], share_rng)
@@ -170,35 +182,40 @@ def run_shares(share_fn, shares, workers, rng=None):
         set_blas_threads(1)                     # (for OpenMP builds, where the setting is per thread)
         loss, grads = None, None
         for i in range(first, len(shares), workers):
-            share_loss, share_grads = share_fn(shares[i], share_rngs[i])
-            share_loss = share_loss * _same_type(share_loss, weights[i])
+            share_loss, share_grads = weighted(*share_fn(shares[i], share_rngs[i]), weights[i])
             loss = share_loss if loss is None else loss + share_loss
-            grads = _add_scaled(grads, share_grads, weights[i])
+            grads = add_grads(grads, share_grads)
         return loss, grads
     with single_threaded_blas():
         results = list(_pool(workers).map(worker, range(min(workers, len(shares)))))
     loss, grads = results[0]
     for worker_loss, worker_grads in results[1:]:
         loss = loss + worker_loss
-        grads = _add_scaled(grads, worker_grads, 1.0)
+        grads = add_grads(grads, worker_grads)
     return loss, grads
 
 
-def _same_type(value, weight):
-    """``weight`` as ``value``'s float type, so a float32 loss stays float32 when scaled."""
-    return value.dtype.type(weight) if hasattr(value, "dtype") else weight
+def weighted(loss, grads, weight):
+    """(weight * loss, weight * grads): one part of a batch (a thread's share, a rank's rows, of
+    b rows in B) scaled by its weight b / B, so that the parts' sum is the batch's mean.  The
+    gradients are scaled in place (None: a loss-only part); both keep their float type (a
+    float32 loss stays float32)."""
+    scale_grads(grads or {}, weight)
+    return loss * (loss.dtype.type(weight) if hasattr(loss, "dtype") else weight), grads
 
 
-def _add_scaled(total, grads, weight):
-    """total + weight * grads, by name, in place in the arrays of ``total`` and ``grads``
-    (``total`` None: just the scaled ``grads``; ``grads`` None: a loss-only share)."""
-    if grads is None:
-        return total
+def scale_grads(grads, weight):
+    """Every gradient times ``weight``, in place, in its own float type (nothing to do for 1)."""
     if weight != 1.0:
         for g in grads.values():
             g *= g.dtype.type(weight)
-    if total is None:
-        return grads
+
+
+def add_grads(total, grads):
+    """total + grads, by name, in place in the arrays of ``total`` (``total`` None: ``grads``
+    itself; ``grads`` None: a loss-only part)."""
+    if total is None or grads is None:
+        return grads if total is None else total
     for name, g in grads.items():
         total[name] += g
     return total

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 from .errors import InvalidSetting, is_int
-from .optim import BETAS, EPS, LR, WEIGHT_DECAY, lr_at
+from .optim import BETAS, EPS, LR, WEIGHT_DECAY, AdamW, lr_at
 
 POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_interval", "eval_iters", "log_interval")
 COUNTS = POSITIVE_INTS + ("warmup_steps", "save_interval", "seed")       # whole numbers
@@ -69,6 +69,12 @@ class TrainSettings:
                 default_min_lr = name == "min_lr" and value == MIN_LR and self.lr < MIN_LR
                 hint = f" (the default --min-lr is {MIN_LR}: with a --lr below it, give a --min-lr too)"
                 raise InvalidSetting(name, f"{rule}, not {value}{hint if default_min_lr else ''}")
+
+    def adamw(self, model):
+        """A fresh AdamW for ``model``'s parameters with these betas, epsilon and weight decay,
+        updating each tensor with the model's implementation of the update (implementations.py)."""
+        return AdamW(model.params, (self.beta1, self.beta2), self.adam_eps, self.weight_decay,
+                     model.implementation.adamw_update)
 
     def lr_at(self, step):
         """The learning rate of optimizer step ``step`` (0-based) on this run's schedule."""

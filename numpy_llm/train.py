@@ -14,64 +14,41 @@ recorded only, nothing is saved), and every eval_interval steps and at the end, 
 checkpoint is saved too (plus ``<name>.best.npz`` when validation improves).  Metrics also go,
 one JSON object per line, to ``<name>.metrics.jsonl`` next to the checkpoint.
 
-The loop runs on a *runner* (runner.py), which decides how each batch is executed (threads
-over the cores, and processes over machines: distributed.py).  With several processes every
-rank runs this loop in step with the others; only rank 0 logs, records metrics and writes
-checkpoints, a stop signal that reaches any rank stops them all after the same step, and
-every evaluation after a step checks that the ranks' parameters are still identical.  The run
-itself (model, AdamW, settings, generator, step) is a checkpoint.Run, saved with
+``run_training`` is the loop, read from top to bottom; what it needs between steps (the
+checkpoint, best and metrics files, the stop request, the log and its clock) is a Trainer
+(trainer.py).  The loop runs on a *runner* (runner.py), which decides how each batch is executed
+(threads over the cores, and processes over machines: distributed.py).  With several processes
+every rank runs this loop in step with the others; only rank 0 logs, records metrics and writes
+checkpoints, a stop signal that reaches any rank stops them all after the same step, and every
+evaluation after a step checks that the ranks' parameters are still identical.  The run itself
+(model, AdamW and its step count, settings, generator) is a checkpoint.Run, saved with
 checkpoint.save_run.
 """
-import json
-import math
-import sys
-import time
-
 import numpy as np
 
-from .checkpoint import save_run
-from .files import companion_path
 from .data import get_batch
-from .errors import TrainingError
-from .metrics_log import closed_on_exit, trim_metrics
 from .optim import clip_grads_on_device
-from .stopping import StopRequest
+from .runner import add_grads, scale_grads
+from .trainer import Trainer
 
 
 def train_step(runner, optimizer, train_data, settings, step, rng):
     """One optimizer step; returns (mean loss, pre-clip grad norm, lr): the loss and the norm as
     0-d arrays on the model's device, not read back (on a GPU reading one waits for the step), so
-    the loop reads them only on logging steps and before a checkpoint is written (``finite``)."""
+    the loop reads them only on logging steps and before a checkpoint is written (trainer.py: ``finite``)."""
     model = runner.model
     total_loss, total_grads = 0.0, None
     for _ in range(settings.grad_accum):
         x, y = get_batch(train_data, settings.batch_size, model.config.block_size, rng)
         loss, grads = runner.loss_and_grads(x, y, rng)
-        total_loss = total_loss + loss
-        if total_grads is None:
-            total_grads = grads
-        else:
-            for name, g in grads.items():
-                total_grads[name] += g
+        total_loss, total_grads = total_loss + loss, add_grads(total_grads, grads)
     total_loss, total_grads = runner.all_reduce(total_loss, total_grads)
-    if settings.grad_accum > 1:
-        for g in total_grads.values():
-            g *= 1.0 / settings.grad_accum
+    scale_grads(total_grads, 1.0 / settings.grad_accum)        # the mean over the micro-batches
     loss = total_loss / settings.grad_accum
     norm = clip_grads_on_device(total_grads, settings.grad_clip)
     lr = settings.lr_at(step)
     optimizer.step(model.params, total_grads, lr)
     return loss, norm, lr
-
-
-def finite(loss, norm, step):
-    """(loss, norm) as Python floats; TrainingError if either is not finite (a NaN or an infinity
-    poisons the parameters from the step it appears on, so no checkpoint may be written after it)."""
-    loss, norm = float(loss), float(norm)
-    if not (math.isfinite(loss) and math.isfinite(norm)):
-        raise TrainingError(f"non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'} "
-                            f"at step {step} (loss {loss}, grad norm {norm}); try a lower --lr")
-    return loss, norm
 
 
 def estimate_loss(runner, data, settings, seed):
@@ -92,140 +69,45 @@ def measure(runner, train_data, val_data, settings, step):
 
 def run_training(run, runner, train_data, val_data, ckpt_path, log=None, stop_at=None, val_bytes_per_token=1.0):
     """Train ``run`` (a checkpoint.Run) from its step to settings.steps (or stop_at) on ``runner``;
-    returns 'done' or 'interrupted'; ``run.state`` is updated as it goes.  ``val_bytes_per_token``
+    returns 'done' or 'interrupted'; the run is updated as it goes.  ``val_bytes_per_token``
     (the validation text's bytes over its tokens) turns the validation loss into bits per byte.
 
     Raises TrainingError on a non-finite loss or gradient norm (read on logging steps, at
-    evaluations and before every checkpoint write, never saved) or when a checkpoint or the metrics log cannot be
-    written; its message names the last good checkpoint on disk."""
-    writer = runner.rank == 0                     # the one process that logs and writes files
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    if not writer:
-        log = lambda line: None
-    model, optimizer, settings, rng, state = run.model, run.optimizer, run.settings, run.rng, run.state
-    run.workers = runner.workers
-    metrics_path = companion_path(ckpt_path, ".metrics.jsonl")
-    tokens_per_step = settings.batch_size * settings.grad_accum * model.config.block_size
+    evaluations and before every checkpoint write, never saved) or when a checkpoint or the metrics
+    log cannot be written; its message names the last good checkpoint on disk."""
+    settings = run.settings
     end = settings.steps if stop_at is None else min(stop_at, settings.steps)
-    interval_start, interval_steps = time.perf_counter(), 0
-    run_start_step, run_start = state.step, time.perf_counter()
-    last_saved = [state.step if state.step > 0 else None]     # the step of the checkpoint on disk
-
-    def last_good():
-        return (f"the last good checkpoint is {ckpt_path} (step {last_saved[0]})"
-                if last_saved[0] is not None else "no checkpoint was saved yet")
-
-    def writing(path, write):
-        """Run write(); an OSError becomes one TrainingError naming the file, the reason and
-        the last good checkpoint."""
-        try:
-            return write()
-        except OSError as exc:
-            raise TrainingError(f"could not write {path} ({exc.strerror or exc}); {last_good()}") from None
-
-    last_step = {}                                # the last step's loss and norm, still on the device
-
-    def checked():
-        """The last step's (loss, norm) as floats, checked finite (TrainingError naming the last good one);
-        kept as floats, so a second check of the same step reads nothing from the device."""
-        try:
-            last_step["loss"], last_step["norm"] = finite(last_step["loss"], last_step["norm"], state.step)
-        except TrainingError as exc:
-            raise TrainingError(f"{exc}; {last_good()}", every_rank=True) from None     # the loss is all-reduced
-        return last_step["loss"], last_step["norm"]
-
-    def save(path=ckpt_path):
-        if last_step:
-            checked()                             # on every rank: all of them stop together
-        if not writer:
-            return
-        with stop.finish_first():                 # a second signal lets the checkpoint be written whole
-            writing(path, lambda: save_run(path, run))
-        if path == ckpt_path:
-            last_saved[0] = state.step
-
-    evaluate_first = state.step == 0              # the curves' starting point, before any step
-    if writer:
-        first_record = 0 if evaluate_first else state.step + 1
-        dropped = writing(metrics_path, lambda: trim_metrics(metrics_path, first_record))
-        if dropped:
-            log(f"warning: {metrics_path} had {dropped} unreadable line(s) (not UTF-8 JSON); they are dropped")
-    metrics_file = writing(metrics_path, lambda: open(metrics_path, "a")) if writer else None
-    with closed_on_exit(metrics_file, writing, metrics_path) as metrics, StopRequest() as stop:
-        def record(**fields):
-            if writer:
-                writing(metrics_path, lambda: (metrics.write(json.dumps(fields) + "\n"), metrics.flush()))
-
-        def evaluate():
-            """(train loss, val loss) at this step, recorded; every rank takes part."""
-            train_loss, val_loss = measure(runner, train_data, val_data, settings, state.step)
-            record(kind="eval", step=state.step, train_loss=train_loss, val_loss=val_loss,
-                   val_bits_per_byte=bits_per_byte(val_loss, val_bytes_per_token))
-            return train_loss, val_loss
-
-        # Step 0 is logged and recorded only: nothing is trained yet, so no checkpoint and no best
-        # (best tracking starts at the first trained evaluation); no replica check either, every
-        # rank holds the parameters rank 0 sent.
-        if evaluate_first:
-            log(eval_line(state.step, *evaluate(), val_bytes_per_token))
-            interval_start = run_start = time.perf_counter()
-        while state.step < end:
-            if runner.any_rank(stop.requested):
-                save()
-                log(f"{stop.name or 'a stop signal on another rank'}: step {state.step}/{settings.steps} saved "
-                    f"to {ckpt_path}; continue with --resume --ckpt {ckpt_path}")
+    run.runs_on(runner)
+    trainer = Trainer(run, runner, ckpt_path, val_bytes_per_token, log)
+    with trainer.files_open():
+        # A new run's step 0 is the curves' starting point: logged and recorded only (nothing is
+        # trained, so no checkpoint, no best and no replica check: every rank holds rank 0's parameters).
+        if run.step == 0:
+            trainer.log(trainer.record_evaluation(*measure(runner, train_data, val_data, settings, run.step)))
+            trainer.restart_clock(since_run_start=True)
+        while run.step < end:
+            if trainer.stop_requested():
+                trainer.save()
+                trainer.log(f"{trainer.stop.name or 'a stop signal on another rank'}: step {run.step}/"
+                            f"{settings.steps} saved to {ckpt_path}; continue with --resume --ckpt {ckpt_path}")
                 return "interrupted"
-            last_step["loss"], last_step["norm"], lr = train_step(runner, optimizer, train_data, settings,
-                                                                  state.step, rng)
-            state.step += 1
-            interval_steps += 1
-            if state.step % settings.log_interval == 0 or state.step == end:
-                loss, norm = checked()
-                elapsed = time.perf_counter() - interval_start
-                ms = 1000.0 * elapsed / interval_steps
-                per_step_run = (time.perf_counter() - run_start) / (state.step - run_start_step)
-                eta = per_step_run * (settings.steps - state.step)
-                log(f"step {state.step}/{settings.steps} | loss {loss:.4f} | lr {lr:.2e} | "
-                    f"grad norm {norm:.3f} | {ms:.0f} ms/step | {tokens_per_step / (ms / 1000.0):,.0f} tok/s | "
-                    f"ETA {_duration(eta)}")
-                record(kind="train", step=state.step, loss=loss, lr=lr, grad_norm=norm,
-                       ms_per_step=ms, tokens_per_s=tokens_per_step / (ms / 1000.0))
-                interval_start, interval_steps = time.perf_counter(), 0
-            if state.step % settings.eval_interval == 0 or state.step == settings.steps:
-                checked()
-                try:
-                    runner.check_replicas(model.params, state.step)
-                except TrainingError as exc:
-                    raise TrainingError(f"{exc}; {last_good()}", every_rank=True) from None
-                train_loss, state.val_loss = evaluate()
-                improved = state.val_loss < state.best_val_loss
-                state.best_val_loss = min(state.best_val_loss, state.val_loss)
-                if improved:                      # the best first: the checkpoint never names a best not on disk
-                    save(companion_path(ckpt_path, ".best.npz"))
-                save()
-                log(f"{eval_line(state.step, train_loss, state.val_loss, val_bytes_per_token)}"
-                    f"{' (best)' if improved else ''} "
-                    f"| saved {ckpt_path}")
-                interval_start = time.perf_counter()
-            elif settings.save_interval and state.step % settings.save_interval == 0:
-                save()
-        if state.step == end and end < settings.steps:
-            save()
+            loss, norm, lr = train_step(runner, run.optimizer, train_data, settings, run.step, run.rng)
+            trainer.stepped(loss, norm)                 # run.step has moved on by one (AdamW counts it)
+            if run.step % settings.log_interval == 0 or run.step == end:
+                trainer.log_step(lr)
+            if run.step % settings.eval_interval == 0 or run.step == settings.steps:
+                trainer.checked()
+                trainer.check_replicas()
+                train_loss, val_loss = measure(runner, train_data, val_data, settings, run.step)
+                line = trainer.record_evaluation(train_loss, val_loss)
+                improved = run.evaluated(val_loss)
+                if improved:                            # the best first: the checkpoint never names a best not on disk
+                    trainer.save(trainer.best_path)
+                trainer.save()
+                trainer.log(f"{line}{' (best)' if improved else ''} | saved {ckpt_path}")
+                trainer.restart_clock()
+            elif settings.save_interval and run.step % settings.save_interval == 0:
+                trainer.save()
+        if run.step == end < settings.steps:
+            trainer.save()
     return "done"
-
-
-def bits_per_byte(loss, bytes_per_token=1.0):
-    """A mean loss in nats per token -> bits per byte of text."""
-    return loss / bytes_per_token / math.log(2)
-
-
-def eval_line(step, train_loss, val_loss, val_bytes_per_token=1.0):
-    """The log line of an evaluation: both losses in nats per token (per byte, for a byte model),
-    validation also in bits per byte."""
-    return (f"eval step {step}: train loss {train_loss:.4f} | val loss {val_loss:.4f} "
-            f"({bits_per_byte(val_loss, val_bytes_per_token):.3f} bits/byte)")
-
-
-def _duration(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

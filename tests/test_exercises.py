@@ -2,7 +2,6 @@
 
 Each stub is filled with the package's own backward (it must pass) and with a usual mistake
 (it must fail, naming the wrong tensor and giving that mistake's hint)."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,61 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from gradcheck.compared_exercises import COMPARED
-from gradcheck.exercise_specs import EXERCISES
+from exercise_solutions import ROOT, attention_solution, post_ln_block_backward, prefixed, solution, stub
+from gradcheck.exercise_specs import COMPARED, EXERCISES
 from gradcheck.exercises import format_grade, grade_module
-from numpy_llm.layers.attention import AttentionCache, causal_attention_backward, self_attention_backward
-from numpy_llm.layers.block import BlockCache, block_backward
-from numpy_llm.layers.dropout import DropoutCache
+from numpy_llm.layers.attention import self_attention_backward
 from numpy_llm.layers.layernorm import layernorm_backward
 from numpy_llm.layers.mlp import mlp_backward
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BY_NAME = {exercise.name: exercise for exercise in EXERCISES}
-NO_DROPOUT = DropoutCache(keep=None)
-
-
-def stub(name):
-    """The exercise file, loaded as a fresh module."""
-    spec = importlib.util.spec_from_file_location(f"stub_{name}", os.path.join(ROOT, "exercises", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The package's solutions, reading the stubs' caches (the stubs leave out dropout).
-
-def attention_solution(dout, c):
-    return causal_attention_backward(dout, AttentionCache(q=c.q, k=c.k, v=c.v, probs=c.probs, dropped=c.probs,
-                                                          probs_dropout=NO_DROPOUT, scale=c.scale))
-
-
-def block_solution(dout, c):
-    return block_backward(dout, BlockCache(ln_1=c.ln_1, attn=c.attn, attn_dropout=NO_DROPOUT, ln_2=c.ln_2,
-                                           mlp=c.mlp, mlp_dropout=NO_DROPOUT))
-
-
-def prefixed(ln_1, attn, ln_2, mlp):
-    """The sublayers' gradients under the block's local names."""
-    return {f"{prefix}.{name}": g for prefix, sub in (("ln_1", ln_1), ("attn", attn), ("ln_2", ln_2), ("mlp", mlp))
-            for name, g in sub.items()}
-
-
-def post_ln_block_backward(dout, c, residual=True):
-    """The post-LN block's backward (no package layer has it); residual=False drops x1's skip path."""
-    ds2, ln_2_grads = layernorm_backward(dout, c.ln_2)            # s2 = x1 + m
-    dx1_mlp, mlp_grads = mlp_backward(ds2, c.mlp)
-    dx1 = ds2 + dx1_mlp if residual else dx1_mlp
-    ds1, ln_1_grads = layernorm_backward(dx1, c.ln_1)             # s1 = x + a
-    dx_attn, attn_grads = self_attention_backward(ds1, c.attn)
-    return ds1 + dx_attn, prefixed(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
-
-
-SOLUTIONS = {"attention": attention_solution, "block": block_solution, "post_ln_block": post_ln_block_backward}
-
-
-def solution(name):
-    return SOLUTIONS.get(name) or BY_NAME[name].reference[1]
 
 
 # Usual mistakes: (wrong backward, the tensor that must fail, a word of the hint).
@@ -107,6 +59,24 @@ def block_without_first_residual(dout, c):
     return dx1 + dx_ln_1, prefixed(ln_1_grads, attn_grads, ln_2_grads, mlp_grads)
 
 
+def self_attention_with_transposed_projection(dout, c):
+    dx, grads = self_attention_backward(dout, c)
+    return dx, dict(grads, w_proj=grads["w_proj"].T)           # dout^T @ m instead of m^T @ dout
+
+
+def mlp_projecting_pre(dout, c):
+    dx, grads = solution("mlp")(dout, c)
+    pre = c.gelu.x
+    return dx, dict(grads, w_proj=pre.reshape(-1, pre.shape[-1]).T @ dout.reshape(-1, dout.shape[-1]))
+
+
+def gpt_untied(dlogits, c):
+    _, grads = solution("gpt")(dlogits, c)
+    B, T, V = dlogits.shape
+    head = dlogits.reshape(B * T, V).T @ c.h.reshape(B * T, -1)
+    return None, dict(grads, wte=grads["wte"] - head)               # the LM head's part forgotten
+
+
 MISTAKES = {
     "embedding": (overwriting_embedding, "wte", "np.add.at"),
     "linear": (linear_with_mean_bias, "b", "not the mean"),
@@ -116,6 +86,9 @@ MISTAKES = {
     "cross_entropy": (cross_entropy_without_mean, "logits", "divide by N"),
     "block": (block_without_first_residual, "x", "dx1 = dout +"),
     "post_ln_block": (lambda dout, c: post_ln_block_backward(dout, c, residual=False), "x", None),  # no hints
+    "self_attention": (self_attention_with_transposed_projection, "w_proj", None),
+    "mlp": (mlp_projecting_pre, "w_proj", "hidden = gelu(pre)"),
+    "gpt": (gpt_untied, "wte", None),
 }
 
 

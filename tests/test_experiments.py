@@ -232,7 +232,7 @@ def experiment_command(*args):
 def test_list_names_every_experiment():
     result = experiment_command("--list")
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert result.returncode == 0 and names == list(EXPERIMENTS) + ["bpe"]            # bpe: tests/test_experiment_bpe.py
+    assert result.returncode == 0 and names == list(EXPERIMENTS) + ["bpe", "learner-gpt"]   # their own test files
 
 
 @pytest.mark.parametrize("args", [["nope"], [], ["no-scale", "--workers", "0"], ["no-scale", "--steps", "0"],

@@ -171,3 +171,17 @@ def test_the_readme_snippet_runs_on_an_export_of_the_default_model(tmp_path):
                             timeout=300, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ROMEO:") and len(result.stdout) > 50
+
+
+def test_init_from_crops_the_positions_to_a_smaller_block_size(hf_gpt2, tmp_path, capsys):
+    folder, _ = hf_gpt2
+    flags = ["train", "--init-from", str(folder), "--batch-size", "2", "--eval-iters", "1", "--sample-tokens", "0",
+             "--steps", "1", "--lr", "1e-12", "--min-lr", "0", "--dropout", "0"]
+    assert main([*flags, "--block-size", "16", "--ckpt", str(tmp_path / "short.npz")]) == 0
+    model, _, _ = load_model(str(tmp_path / "short.npz"), Backend("numpy", "float64"))
+    _, (full, _, _) = imported(hf_gpt2, tmp_path)
+    assert model.config.block_size == 16 and model.params["wpe"].shape == (16, 32)
+    np.testing.assert_allclose(model.params["wpe"], full.params["wpe"][:16], atol=1e-9)
+    capsys.readouterr()
+    assert main([*flags, "--block-size", "129", "--ckpt", str(tmp_path / "long.npz")]) == 2
+    assert "--block-size must be between 1 and the 128 positions" in capsys.readouterr().err

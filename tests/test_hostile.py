@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from numpy_llm import checkpoint, metrics_log, run_lock
-from numpy_llm import train as train_module
+from numpy_llm import trainer as trainer_module
 from numpy_llm.checkpoint import load_checkpoint, load_run
 from numpy_llm.cli import main
 
@@ -316,7 +316,7 @@ def test_a_full_disk_under_any_file_of_a_run_is_one_error_line(tmp_path, capsys,
         monkeypatch.setattr(checkpoint, "atomic_write",
                             lambda path, write: disk_full() if str(path) == full else real_save(path, write))
     elif where.startswith("metrics ") and where != "metrics trim":
-        monkeypatch.setattr(train_module, "open", lambda path, mode: FullDiskFile(path, where.split()[1]),
+        monkeypatch.setattr(trainer_module, "open", lambda path, mode: FullDiskFile(path, where.split()[1]),
                             raising=False)
     elif where == "metrics trim":                   # a record after the checkpoint's step, to trim
         with open(tmp_path / "ckpt.metrics.jsonl", "a") as f:
@@ -335,17 +335,17 @@ def test_a_full_disk_under_any_file_of_a_run_is_one_error_line(tmp_path, capsys,
 
 def test_a_second_signal_during_a_checkpoint_write_finishes_it_then_exits(tmp_path, capsys, trained, monkeypatch):
     ckpt = resumable(tmp_path, trained)
-    real_save = train_module.save_run
+    real_save = trainer_module.save_run
 
     def save_with_two_signals(path, run):
         if path == str(ckpt):                        # (the best is written first, undisturbed)
             os.kill(os.getpid(), signal.SIGINT)      # the first: stop after this step
             os.kill(os.getpid(), signal.SIGINT)      # the second, while the checkpoint is written
         real_save(path, run)
-    monkeypatch.setattr(train_module, "save_run", save_with_two_signals)
+    monkeypatch.setattr(trainer_module, "save_run", save_with_two_signals)
     code, err = run_cli(capsys, "train", "--resume", "--ckpt", ckpt, "--steps", "4", "--eval-interval", "4")
     assert code == 130 and "Traceback" not in err and "aborted at step 4" in err
-    assert load_run(str(ckpt)).state.step == 4       # the write was finished, whole
+    assert load_run(str(ckpt)).step == 4       # the write was finished, whole
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

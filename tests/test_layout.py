@@ -135,3 +135,78 @@ def test_no_global_switch_chooses_an_implementation():
     if tracked.returncode == 128:
         pytest.skip("not a git checkout")
     assert tracked.stdout == ""
+
+
+MAX_FUNCTION_LINES = 60
+
+# The tiers of docs/architecture.md, lowest first: a module imports only from its own tier and the
+# tiers below it.  Each entry is a dotted prefix under numpy_llm (a module, or a package and all of it).
+TIERS = (
+    ("foundation", ("errors", "backend", "files", "stopping")),
+    ("text", ("tokenizer", "bpe", "bpe_train", "tokenizer_files", "data", "token_data")),
+    ("layers", ("layers",)),
+    ("implementations", ("fast", "cuda", "optim", "implementations")),
+    ("model", ("params", "model", "variants", "kv_cache", "sampling", "generate", "memory_budget")),
+    ("execution", ("blas", "host_memory", "runner", "distributed", "nccl_sum")),
+    ("training", ("settings", "checkpoint", "checkpoint_file", "checkpoint_meta", "metrics_log", "run_lock",
+                  "trainer", "train", "launch", "experiments", "experiment_bpe", "evaluate", "export", "plots",
+                  "baselines")),
+    ("tools", ("bench", "gradcheck", "learner_gpt")),
+    ("commands", ("commands", "cli", "entry", "__main__")),
+)
+
+
+def tier_of(dotted):
+    """The index in TIERS of a module (None: the package's root ``numpy_llm``, which re-exports)."""
+    if dotted == "numpy_llm":
+        return None
+    name = dotted.removeprefix("numpy_llm.")
+    for index, (_, prefixes) in enumerate(TIERS):
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes):
+            return index
+    raise AssertionError(f"{dotted} belongs to no tier: add it to TIERS here and to docs/architecture.md")
+
+
+def test_every_module_imports_only_its_own_tier_and_those_below():
+    graph = import_graph()
+    upward = [(name, imported) for name, imports in sorted(graph.items()) for imported in sorted(imports)
+              if tier_of(name) is not None and tier_of(imported) is not None and tier_of(imported) > tier_of(name)]
+    assert not upward, [f"{name} ({TIERS[tier_of(name)][0]}) imports {imported} ({TIERS[tier_of(imported)][0]})"
+                        for name, imported in upward]
+
+
+def test_the_architecture_page_names_every_tier():
+    page = open(os.path.join(REPO, "docs", "architecture.md")).read()
+    for tier, prefixes in TIERS:
+        assert f"**{tier}**" in page, tier
+        for prefix in prefixes:
+            assert f"`{prefix}" in page, (tier, prefix)
+
+
+def test_only_the_backend_imports_cupy():
+    for name, path in modules().items():
+        if name == "numpy_llm.backend":
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.Import):
+                assert not any(alias.name.split(".")[0] == "cupy" for alias in node.names), name
+            elif isinstance(node, ast.ImportFrom):
+                assert (node.module or "").split(".")[0] != "cupy" or node.level, name
+
+
+def long_functions(source):
+    """(name, lines) of every function in ``source`` longer than MAX_FUNCTION_LINES (nested ones too)."""
+    return [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+@pytest.mark.parametrize("dotted, path", sorted(modules().items()))
+def test_no_function_is_over_60_lines(dotted, path):
+    assert long_functions(open(path).read()) == [], dotted
+
+
+def test_the_function_length_check_counts_lines():
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    assert long_functions("def f():\n" + body) == [("f", MAX_FUNCTION_LINES + 1)]
+    assert long_functions("def f():\n" + body[body.index("\n") + 1:]) == []

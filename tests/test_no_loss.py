@@ -101,3 +101,56 @@ def test_a_symlinked_checkpoint_is_written_through_to_its_target(tmp_path):
     (tmp_path / "ckpt.npz").symlink_to(target)
     assert main(["train", *TINY, "--ckpt", str(tmp_path / "ckpt.npz"), "--steps", "2", "--overwrite"]) == 0
     assert (tmp_path / "ckpt.npz").is_symlink() and load_checkpoint(str(target))[1]["step"] == 2
+
+
+def test_a_run_removes_what_a_killed_write_of_its_files_left(tmp_path):
+    """A write cut off by SIGKILL leaves its temporary file; the next run on that name (it holds the
+    lock, so no other process is writing them) deletes them, and only them."""
+    left = [".tmp-ckpt.npz-a1b2.npz", ".tmp-ckpt.best.npz-c3d4.npz", ".tmp-ckpt.metrics.jsonl-e5.jsonl"]
+    other = tmp_path / ".tmp-notes.txt-f6.txt"
+    for name in left:
+        (tmp_path / name).write_bytes(b"half a file")
+    other.write_bytes(b"someone else's")
+    assert train(tmp_path, "--steps", "2") == 0
+    assert not any((tmp_path / name).exists() for name in left) and other.read_bytes() == b"someone else's"
+
+
+class BrokenLink(Exception):
+    """What mpi4py raises when a peer is gone."""
+
+
+class OneRankWorld:
+    """A world of one rank whose MPI calls succeed; enough for train to start."""
+    rank, size, local_rank, local_size = 0, 1, 0, 1
+    aborted = None
+
+    def agree(self, what, value):
+        pass
+
+    def broadcast_bytes(self, data):
+        return data
+
+    def barrier(self):
+        pass
+
+    def is_link_error(self, exc):
+        return isinstance(exc, BrokenLink)
+
+    def abort(self, code):
+        OneRankWorld.aborted = code
+        raise SystemExit(code)
+
+
+def test_a_rank_that_loses_its_peers_says_so_in_one_line_and_ends_the_job(tmp_path, monkeypatch, capsys):
+    import numpy_llm.commands.train as train_command
+
+    def peer_died(*args, **kwargs):
+        raise BrokenLink("MPI_ERR_OTHER: connection closed by peer\nstack line 1\nstack line 2")
+    monkeypatch.setattr(train_command, "join_world", OneRankWorld)
+    monkeypatch.setattr(train_command, "run_training", peer_died)
+    with pytest.raises(SystemExit):
+        train(tmp_path, "--steps", "2")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error") or "Traceback" in line]
+    assert OneRankWorld.aborted == 1
+    assert lines == ["error: rank 0 lost the other ranks (one stopped or died): MPI_ERR_OTHER: connection closed by peer"]

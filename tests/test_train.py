@@ -17,6 +17,7 @@ import pytest
 
 import numpy_llm.commands.train as train_command
 import numpy_llm.train as train_module
+import numpy_llm.trainer as trainer_module
 from numpy_llm.backend import Backend
 from numpy_llm.checkpoint import load_checkpoint, new_run
 from numpy_llm.cli import main
@@ -79,8 +80,8 @@ def test_train_writes_checkpoints_metrics_and_logs(tmp_path, capsys):
 def test_a_new_run_evaluates_at_step_0_and_saves_nothing_then(tmp_path, monkeypatch, capsys):
     """The curves start at the untrained model's loss, about ln 256; no checkpoint, no best at step 0."""
     saved = []
-    real = train_module.save_run
-    monkeypatch.setattr(train_module, "save_run", lambda path, run: (saved.append(run.state.step), real(path, run)))
+    real = trainer_module.save_run
+    monkeypatch.setattr(trainer_module, "save_run", lambda path, run: (saved.append(run.step), real(path, run)))
     assert train(tmp_path, "--steps", "4", "--eval-interval", "2") == 0
     first_eval = next(json.loads(l) for l in open(tmp_path / "ckpt.metrics.jsonl") if '"eval"' in l)
     assert first_eval["step"] == 0
@@ -347,7 +348,7 @@ def test_a_failed_checkpoint_write_names_the_file_the_reason_and_the_last_good_o
 
     def disk_full(path, run):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
-    monkeypatch.setattr(train_module, "save_run", disk_full)
+    monkeypatch.setattr(trainer_module, "save_run", disk_full)
     capsys.readouterr()
     assert train(tmp_path, "--resume", "--steps", "8") == 1
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -391,7 +392,7 @@ def test_resume_logs_each_step_once(tmp_path):
     metrics = tmp_path / "ckpt.metrics.jsonl"
     from numpy_llm.checkpoint import load_run, save_run
     run = load_run(str(tmp_path / "ckpt.npz"))
-    run.state.step = 3                                 # as if the process died at step 6, saved at 3
+    run.optimizer.step_count = 3                       # as if the process died at step 6, saved at 3
     save_run(str(tmp_path / "ckpt.npz"), run)
     assert train(tmp_path, "--resume", "--steps", "6") == 0
     steps = [json.loads(line)["step"] for line in open(metrics) if '"train"' in line]
@@ -411,8 +412,8 @@ def test_a_run_resumed_at_step_0_evaluates_step_0_once(tmp_path, monkeypatch):
 
 def test_save_interval_checkpoints_between_evaluations(tmp_path, monkeypatch):
     saved = []
-    real = train_module.save_run
-    monkeypatch.setattr(train_module, "save_run", lambda path, run: (saved.append(run.state.step), real(path, run)))
+    real = trainer_module.save_run
+    monkeypatch.setattr(trainer_module, "save_run", lambda path, run: (saved.append(run.step), real(path, run)))
     assert train(tmp_path, "--steps", "6", "--eval-interval", "6", "--save-interval", "2") == 0
     assert saved[:3] == [2, 4, 6]
 

@@ -39,9 +39,8 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
     (default timing.BANDWIDTH_ELEMENTS)."""
     log = log or (lambda message: None)
     torch = load_torch() if compare_torch else None
-    if workers is None:
-        workers = default_workers(xp_name)
     backend = Backend(xp_name, "float32")
+    xp = backend.xp
     device = torch_device(torch, xp_name) if torch is not None else None
     sync = synchronizer(xp_name, torch, device)
     peak_size = peak_size or (8192 if xp_name == "cupy" else 2048)
@@ -51,7 +50,14 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
         prime = DEFAULT_PRIME_STEPS if xp_name == "numpy" else 0
 
     log("measuring the elementwise bandwidth ...")
-    machine, sgemms = measure_machine(backend, workers, peak_size, bandwidth_size, sync, torch, device)
+    machine = {"xp": xp_name, "cores": available_cores(),
+               "workers": default_workers(xp_name) if workers is None else workers, "numpy": np.__version__,
+               "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+               "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, bandwidth_size, sync=sync)}
+    sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
+    if torch is not None:
+        machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
 
     transformers = load_transformers() if torch is not None and xp_name == "numpy" else None
     results = []
@@ -62,22 +68,20 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
         log(f"[{bc.name}] {n_steps} timed steps after {n_warmup} warm-up steps"
             + (", alternating with PyTorch" if torch is not None else ""))
         host_params, batch = host_params_for(bc, seed), make_batch(bc, seed)
-        ours = NumpyTrainer(bc, backend, host_params, batch, workers)
-        workers = machine["workers"] = ours.runner.workers   # 1 where BLAS threads cannot be set
+        ours = NumpyTrainer(bc, backend, host_params, batch, machine["workers"])
+        machine["workers"] = ours.runner.workers          # 1 where BLAS threads cannot be set
         trainers = [ours]
         if torch is not None:
             trainers.append(TorchTrainer(torch, bc, host_params, batch, device))
-        times, first_loss = time_rounds(trainers, sgemms, n_warmup + n_steps, n_warmup, sync, settle, prime)
-        entry = dict(step_entry(bc, trainers, sgemms, times, first_loss), steps=n_steps, warmup=n_warmup)
-        if torch is not None:
-            log(compare_losses(entry))
+        times, first_loss = time_rounds(trainers, sgemms, n_warmup, n_steps, sync, settle, prime)
+        entry = dict(config_entry(bc, trainers, sgemms, times, first_loss, log), steps=n_steps, warmup=n_warmup)
         del ours, trainers
 
         if memory:
             for label in entry["impls"]:
                 log(f"[{bc.name}] peak training memory of {label} (fresh subprocess, {memory_steps} steps) ...")
                 entry["impls"][label]["memory"] = measure_memory(label, bc, xp_name, memory_steps, seed,
-                                                                 workers)
+                                                                 machine["workers"])
 
         if n_gen > 0:
             entry["generation"] = measure_generation(bc, backend, n_gen, sync, seed, log)
@@ -91,38 +95,26 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
             "results": results}
 
 
-def measure_machine(backend, workers, peak_size, bandwidth_size, sync, torch=None, device=None):
-    """The machine's record (versions, cores, bandwidth) and the sgemm of each library."""
-    xp = backend.xp
-    machine = {"xp": backend.name, "cores": available_cores(), "workers": workers, "numpy": np.__version__,
-               "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-               "sgemm_n": peak_size, "bandwidth_gbs": measure_bandwidth(xp, bandwidth_size, sync=sync)}
-    sgemms = {"numpy_llm": Sgemm(peak_size, xp=xp)}
-    if torch is not None:
-        machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
-        sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
-    return machine, sgemms
-
-
-def time_rounds(trainers, sgemms, rounds, skipped, sync, settle, prime):
-    """Time ``rounds`` rounds, each one step of every trainer, then one sgemm of each library,
-    so the matmul peak is sampled under the same drift as the steps it is compared with.
-    Returns ({label: seconds of the rounds after the first ``skipped``}, the initial losses)."""
+def time_rounds(trainers, sgemms, warmup, steps, sync, settle, prime):
+    """({label: seconds of each timed round}, {trainer label: its initial loss}).  One round = one
+    step of each implementation, then one sgemm of each library, so the matmul peak is sampled
+    under the same drift as the steps it is compared with; round 0 records the initial losses."""
     tasks = [(t.label, t.step) for t in trainers] + [("sgemm " + k, f) for k, f in sgemms.items()]
     times = {label: [] for label, _ in tasks}
     first_loss = {}
-    for i in range(rounds):
+    for i in range(warmup + steps):
         for label, fn in tasks:
-            seconds = timed(fn, sync, settle, prime if i > 0 else 0)   # round 0: the initial losses
-            if i >= skipped:
+            seconds = timed(fn, sync, settle, prime if i > 0 else 0)
+            if i >= warmup:
                 times[label].append(seconds)
         if i == 0:
             first_loss = {t.label: float(t.last_loss) for t in trainers}
     return times, first_loss
 
 
-def step_entry(bc, trainers, sgemms, times, first_loss):
-    """A config's record of step times, throughput and fraction of the sgemm peak."""
+def config_entry(bc, trainers, sgemms, times, first_loss, log):
+    """One config's record: the matmul peak, and each implementation's timing statistics, speed,
+    share of the peak and losses (with PyTorch: the ratio of the two and whether the losses agree)."""
     flops = step_flops(bc)
     sgemm_gflops = {k: f.flops / statistics.median(times["sgemm " + k]) / 1e9 for k, f in sgemms.items()}
     peak = max(sgemm_gflops.values())
@@ -133,17 +125,15 @@ def step_entry(bc, trainers, sgemms, times, first_loss):
         seconds = stats["median_ms"] / 1e3
         gflops = flops["total"] / seconds / 1e9
         entry["impls"][t.label] = dict(stats, tokens_per_s=bc.tokens / seconds, gflops=gflops,
-                                       pct_of_peak=100.0 * gflops / peak, initial_loss=first_loss[t.label],
+                                       pct_of_peak=100.0 * gflops / peak,
+                                       initial_loss=first_loss[t.label],
                                        final_loss=float(t.last_loss))
-    return entry
-
-
-def compare_losses(entry):
-    """Record ours / PyTorch's step time and whether the initial losses agree; the log line."""
-    ours, theirs = entry["impls"]["numpy_llm"], entry["impls"]["pytorch"]
-    entry["ratio_ours_over_torch"] = ours["median_ms"] / theirs["median_ms"]
-    entry["initial_loss_diff"] = abs(ours["initial_loss"] - theirs["initial_loss"])
-    entry["losses_match"] = entry["initial_loss_diff"] <= LOSS_TOLERANCE
-    return (f"[{entry['config']['name']}] initial loss ours {ours['initial_loss']:.6f}, PyTorch "
+    if "pytorch" in entry["impls"]:
+        ours, theirs = entry["impls"]["numpy_llm"], entry["impls"]["pytorch"]
+        entry["ratio_ours_over_torch"] = ours["median_ms"] / theirs["median_ms"]
+        entry["initial_loss_diff"] = abs(ours["initial_loss"] - theirs["initial_loss"])
+        entry["losses_match"] = entry["initial_loss_diff"] <= LOSS_TOLERANCE
+        log(f"[{bc.name}] initial loss ours {ours['initial_loss']:.6f}, PyTorch "
             f"{theirs['initial_loss']:.6f}, |difference| {entry['initial_loss_diff']:.2e}"
             + ("" if entry["losses_match"] else f"  MISMATCH (> {LOSS_TOLERANCE:g})"))
+    return entry

@@ -36,9 +36,9 @@ import numpy as np
 
 from ..backend import Backend
 from ..model import TinyTransformerLM
-from ..optim import AdamW, clip_grads
+from ..optim import clip_grads
 from ..runner import ThreadRunner
-from .configs import BETAS, EPS, GRAD_CLIP, LR, WEIGHT_DECAY
+from .configs import GRAD_CLIP, LR, TRAINING
 
 DEFAULT_SETTLE_S = 0.25            # idle before each timed CPU step (see "Interference" above)
 DEFAULT_PRIME_STEPS = 1            # untimed steps between that idle and the timed step (ditto)
@@ -119,7 +119,7 @@ class NumpyTrainer:
     def __init__(self, bc, backend, host_params, batch, workers=1):
         model = TinyTransformerLM(bc.model_config(), backend, params=host_params)   # copies them
         self.runner = ThreadRunner(model, workers)
-        self.optimizer = AdamW(model.params, BETAS, EPS, WEIGHT_DECAY, model.implementation.adamw_update)
+        self.optimizer = TRAINING.adamw(model)
         self.x = backend.asarray(batch[0], dtype="int64")
         self.y = backend.asarray(batch[1], dtype="int64")
         self.last_loss = None

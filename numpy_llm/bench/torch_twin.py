@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..layers.block import block_param_shapes
+from ..layers.layernorm import EPS as LAYERNORM_EPS
 from ..model import param_shapes
 from ..optim import decays
 from ..runner import available_cores
@@ -72,9 +73,9 @@ def build_torch_model(torch, config, host_params, device="cpu"):
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.ln_1 = nn.LayerNorm(C, eps=1e-5)
+            self.ln_1 = nn.LayerNorm(C, eps=LAYERNORM_EPS)
             self.attn = nn.ModuleDict({"qkv": linear("attn.w_qkv"), "proj": linear("attn.w_proj")})
-            self.ln_2 = nn.LayerNorm(C, eps=1e-5)
+            self.ln_2 = nn.LayerNorm(C, eps=LAYERNORM_EPS)
             self.mlp = nn.ModuleDict({"fc": linear("mlp.w_fc"), "proj": linear("mlp.w_proj")})
 
         def forward(self, x):
@@ -91,7 +92,7 @@ def build_torch_model(torch, config, host_params, device="cpu"):
             self.wte = nn.Embedding(config.vocab_size, C)
             self.wpe = nn.Embedding(config.block_size, C)
             self.h = nn.ModuleList(Block() for _ in range(config.n_layer))
-            self.ln_f = nn.LayerNorm(C, eps=1e-5)
+            self.ln_f = nn.LayerNorm(C, eps=LAYERNORM_EPS)
 
         def forward(self, idx):
             T = idx.shape[1]

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from ..backend import Backend
+from ..backend import DEFAULT_DTYPE, DTYPES, Backend
 from ..checkpoint import load_model
 from ..data import BUILTIN_NAME, split_train_val
 from ..errors import UsageError
@@ -37,8 +37,8 @@ def configure(parser):
                              "byte gets at least block_size - stride + 1 bytes of context, at block_size / "
                              "stride times the cost (default: block_size, windows side by side)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="dtype the model computes in (default: float32)")
+    parser.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
+                        help=f"dtype the model computes in (default: {DEFAULT_DTYPE})")
     add_array_module_flags(parser)
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on stdout instead of the table (default: off)")

@@ -7,6 +7,8 @@ The post-ln experiment trains the learner's own post-LN block: exercises/post_ln
 (``--block``), loaded as ``python cli.py check`` loads it, once its backward passes that check.
 The bpe experiment trains a byte model and a BPE model for the same time (``--seconds``) and
 draws validation bits per byte against training time (numpy_llm/experiment_bpe.py).
+The learner-gpt experiment trains a GPT made of the learner's exercise files (``--exercises``)
+beside the package's, once every file passes its check (numpy_llm/learner_gpt.py).
 """
 import argparse
 import os
@@ -18,12 +20,13 @@ from gradcheck.exercises import grade_file, load
 from ..errors import UsageError
 from ..experiment_bpe import BPE, draw_timed, print_timed_table, run_bpe_experiment, save_timed_curves
 from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save_curves
+from ..learner_gpt import LEARNER_GPT, load_pieces, run_capstone, save_and_draw
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
 from ..variants import exercise_block
 
 DEFAULT_BLOCK = os.path.join("exercises", "post_ln_block.py")
-ALL = {**EXPERIMENTS, BPE.name: BPE}
+ALL = {**EXPERIMENTS, BPE.name: BPE, LEARNER_GPT.name: LEARNER_GPT}
 
 
 def configure(parser):
@@ -54,6 +57,8 @@ def configure(parser):
     parser.add_argument("--block", default=None,
                         help=f"post-ln only: your exercise file with post_ln_block_backward written "
                              f"(default: {DEFAULT_BLOCK})")
+    parser.add_argument("--exercises", default=None,
+                        help="learner-gpt only: the folder of your exercise files (default: exercises)")
 
 
 def run(args):
@@ -65,7 +70,7 @@ def run(args):
     if args.name not in ALL:
         given = f"unknown experiment {args.name!r}" if args.name else "name an experiment"
         raise UsageError(f"{given}; choose one of {', '.join(ALL)} (python cli.py experiment --list)")
-    is_bpe = args.name == BPE.name
+    is_bpe, is_capstone = args.name == BPE.name, args.name == LEARNER_GPT.name
     if (args.seconds is not None) != is_bpe and (args.seconds is not None or args.steps is not None):
         raise UsageError("the bpe experiment trains for --seconds, the others for --steps")
     experiment = with_overrides(ALL[args.name], args)
@@ -74,12 +79,19 @@ def run(args):
     out = args.out or os.path.join("runs", "experiments", f"{experiment.name}.png")
     curves_path = os.path.splitext(out)[0] + ".json"
     prepare_folder(out, curves_path)
-    if args.block is not None and (is_bpe or experiment.variant.block is not LEARNER_BLOCK):
+    if args.block is not None and (is_bpe or is_capstone or experiment.variant.block is not LEARNER_BLOCK):
         raise UsageError(f"--block is for the post-ln experiment (your exercise block); {experiment.name} trains its own")
-    pyplot()                                    # matplotlib missing: say so before training, not after
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds must be positive, not {args.seconds}")
+    if args.exercises is not None and not is_capstone:
+        raise UsageError("--exercises is for the learner-gpt experiment")
+    trains_learner_block = not (is_bpe or is_capstone) and experiment.variant.block is LEARNER_BLOCK
+    block = learner_block(args.block or DEFAULT_BLOCK) if trains_learner_block else None
+    pyplot()                                    # matplotlib missing: said after the flags, before training
     if is_bpe:
         return run_timed(experiment, args, workers, out, curves_path)
-    block = learner_block(args.block or DEFAULT_BLOCK) if experiment.variant.block is LEARNER_BLOCK else None
+    if is_capstone:
+        return run_learner_gpt(experiment, args, out, curves_path)
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
     save_curves(curves_path, experiment, settings, curves)
     draw(out, f"{experiment.name}: {experiment.title}", curves, experiment.panel)
@@ -90,8 +102,6 @@ def run(args):
 
 def run_timed(experiment, args, workers, out, curves_path):
     """The bpe experiment: both arms for --seconds each, bits per byte against training time."""
-    if args.seconds is not None and not args.seconds > 0:
-        raise UsageError(f"--seconds must be positive, not {args.seconds}")
     seed = {"seed": args.seed} if args.seed is not None else {}
     experiment = replace(experiment, seconds=args.seconds or experiment.seconds,
                          settings=replace(experiment.settings, **seed))
@@ -99,6 +109,24 @@ def run_timed(experiment, args, workers, out, curves_path):
     save_timed_curves(curves_path, experiment, curves)
     draw_timed(out, f"{experiment.name}: {experiment.title}", curves)
     print_timed_table(experiment, curves)
+    print(f"picture: {out}\ncurves:  {curves_path}")
+    return 0
+
+
+def run_learner_gpt(capstone, args, out, curves_path):
+    """The capstone: the learner's GPT and the package's, step by step on the same batches."""
+    folder = args.exercises or "exercises"
+    settings = {name: value for name, value in (("steps", args.steps), ("seed", args.seed)) if value is not None}
+    capstone = replace(capstone, settings=replace(capstone.settings, **settings))
+    reference, learner = run_capstone(capstone, load_pieces(folder), folder, args.data)
+    save_and_draw(out, curves_path, capstone, reference, learner)
+    gap = max(abs(a - b) for a, b in zip(reference, learner))
+    print(f"{capstone.name}: {capstone.title}; {steps(capstone.settings.steps)}")
+    print(f"{'model':<15}{'first loss':>12}{'final loss':>12}")
+    for label, losses in (("the package's", reference), ("yours", learner)):
+        print(f"{label:<15}{losses[0]:>12.4f}{losses[-1]:>12.4f}")
+    print("the same to the last bit at every step" if reference == learner else
+          f"largest difference between the two: {gap:.3g}")
     print(f"picture: {out}\ncurves:  {curves_path}")
     return 0
 

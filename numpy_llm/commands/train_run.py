@@ -5,7 +5,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..backend import Backend
+from ..backend import DEFAULT_DTYPE, Backend
 from ..bpe import BYTES
 from ..checkpoint import load_checkpoint, new_run, run_from_record
 from ..checkpoint_meta import saved_settings
@@ -33,7 +33,7 @@ def new_run_from_flags(args, given, xp_name):
         if settings.tokenizer is not None and load_tokenizer(settings.tokenizer).fingerprint() != tokenizer.fingerprint():
             raise UsageError(f"--tokenizer {settings.tokenizer} is not the tokenizer of {args.init_from}; "
                              f"a model keeps its tokenizer (drop the flag)")
-    backend = Backend(xp_name, given.get("dtype", "float32"))
+    backend = Backend(xp_name, given.get("dtype", DEFAULT_DTYPE))
     check_fits(training_bytes(config, settings.batch_size, np.dtype(backend.dtype_name).itemsize),
                f"training a {config.n_layer}-layer, width-{config.n_embd}, context-{config.block_size} model on "
                f"batches of {settings.batch_size}", backend.name)
@@ -50,11 +50,11 @@ def resumed_run(args, given, xp_name):
         if value != getattr(run.model.config, name):
             raise UsageError(f"--{name.replace('_', '-')} {value} does not match the checkpoint's "
                              f"{getattr(run.model.config, name)}; a resumed run keeps its model (drop the flag)")
-    if run.state.step >= run.settings.steps:
-        raise UsageError(f"{args.ckpt} is at step {run.state.step}; to train on, pass --steps larger than "
-                         f"{run.state.step} (it is {run.settings.steps})")
+    if run.step >= run.settings.steps:
+        raise UsageError(f"{args.ckpt} is at step {run.step}; to train on, pass --steps larger than "
+                         f"{run.step} (it is {run.settings.steps})")
     saved = saved_settings(meta, args.ckpt)
-    warnings = (run.settings.resume_warning(saved, run.state.step), run.settings.batches_warning(saved)) if saved else ()
+    warnings = (run.settings.resume_warning(saved, run.step), run.settings.batches_warning(saved)) if saved else ()
     for warning in filter(None, warnings):
         print(warning, file=sys.stderr, flush=True)
     return run

@@ -61,6 +61,11 @@ class BenchConfig:
     warmup: int = 3              # timed and untimed training steps,
     gen_tokens: int = 500        # new tokens of the generation test
 
+    def measured(self, steps=None, warmup=None, gen_tokens=None):
+        """(steps, warmup, gen_tokens): the ones given, else this config's own."""
+        return tuple(own if given is None else given for given, own in
+                     ((steps, self.steps), (warmup, self.warmup), (gen_tokens, self.gen_tokens)))
+
     def model_config(self):
         return ModelConfig(block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
                            n_embd=self.n_embd, dropout=0.0, vocab_size=self.vocab_size)

@@ -62,9 +62,7 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
     transformers = load_transformers() if torch is not None and xp_name == "numpy" else None
     results = []
     for bc in configs:
-        n_steps = bc.steps if steps is None else steps
-        n_warmup = bc.warmup if warmup is None else warmup
-        n_gen = bc.gen_tokens if gen_tokens is None else gen_tokens
+        n_steps, n_warmup, n_gen = bc.measured(steps, warmup, gen_tokens)
         log(f"[{bc.name}] {n_steps} timed steps after {n_warmup} warm-up steps"
             + (", alternating with PyTorch" if torch is not None else ""))
         host_params, batch = host_params_for(bc, seed), make_batch(bc, seed)
@@ -84,15 +82,23 @@ def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=F
                                                                  machine["workers"])
 
         if n_gen > 0:
-            entry["generation"] = measure_generation(bc, backend, n_gen, sync, seed, log)
-            if transformers is not None:
-                model = TinyTransformerLM(bc.model_config(), backend, params=host_params)
-                entry["generation_vs_transformers"] = compare_generation(torch, transformers, model, n_gen,
-                                                                         settle, log=log)
+            entry.update(generation_entries(bc, backend, host_params, n_gen, sync, seed, settle, torch,
+                                            transformers, log))
         del host_params
         results.append(entry)
     return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "prime_steps": prime,
             "results": results}
+
+
+def generation_entries(bc, backend, host_params, n_tokens, sync, seed, settle, torch, transformers, log):
+    """Generation speed with and without the KV cache, and, given ``transformers``, greedy
+    generation alternated with its ``generate`` on the same weights."""
+    entries = {"generation": measure_generation(bc, backend, n_tokens, sync, seed, log)}
+    if transformers is not None:
+        model = TinyTransformerLM(bc.model_config(), backend, params=host_params)
+        entries["generation_vs_transformers"] = compare_generation(torch, transformers, model, n_tokens,
+                                                                   settle, log=log)
+    return entries
 
 
 def time_rounds(trainers, sgemms, warmup, steps, sync, settle, prime):

@@ -34,6 +34,7 @@ from .layers.dropout import DropoutCache, dropout_backward
 from .layers.embedding import EmbeddingCache, embedding_forward
 from .layers.kernels import PLAIN, Kernels
 from .layers.layernorm import LayerNormCache
+from .layers.lm_head import head_loss_and_grads, lm_head_backward, lm_head_forward
 from .params import block_params, init_params, param_shapes
 from .tokenizer import VOCAB_SIZE
 
@@ -96,6 +97,12 @@ def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK
     ``rng`` (a NumPy Generator) turns dropout on; None means evaluation mode.
     ``kv_cache`` (a KVCache, generation only): idx holds the *new* positions, which
     continue after the ones already cached.  ``block``: the kind of block (see Block)."""
+    h, cache = hidden_forward(params, config, idx, rng, kv_cache, block, kernels, final_norm)
+    return lm_head_forward(h, params["wte"]), cache               # (B*T, C) @ (C, V): one matrix product
+
+
+def hidden_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK, kernels=PLAIN, final_norm=True):
+    """model_forward up to the LM head: idx (B, T) -> h = ln_f(x) (B, T, C), the cache."""
     B, T = idx.shape
     start = 0 if kv_cache is None else kv_cache.length
     if start + T > config.block_size:
@@ -111,11 +118,8 @@ def model_forward(params, config, idx, rng=None, kv_cache=None, block=GPT2_BLOCK
         h, lnf_cache = kernels.layernorm_forward(x, params["ln_f.gamma"], params["ln_f.beta"])
     else:
         h, lnf_cache = x, None                                   # no final LayerNorm (the staircase's lower steps)
-    V, C = params["wte"].shape
-    logits = (h.reshape(B * T, C) @ params["wte"].T).reshape(B, T, V)   # (B*T, C) @ (C, V): one matrix product
-    return logits, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
-                              block_backward=block.backward, ln_f=lnf_cache, h=h, wte=params["wte"],
-                              kernels=kernels)
+    return h, ModelCache(embedding=emb_cache, embedding_dropout=emb_drop_cache, blocks=block_caches,
+                         block_backward=block.backward, ln_f=lnf_cache, h=h, wte=params["wte"], kernels=kernels)
 
 
 def model_backward(dlogits, cache):
@@ -123,21 +127,25 @@ def model_backward(dlogits, cache):
 
     logits = h @ wte^T   ->  dh = dlogits @ wte             (B, T, C)
                              dwte_head = dlogits^T @ h      (V, C), flattened over B*T
-    h = ln_f(x)          ->  layernorm backward
-    x = block_l(x)       ->  block backward, last layer first
-    x = wte[idx] + wpe   ->  embedding backward; wte's two contributions (lookup and head) are summed
+    then hidden_backward.
 
     The backward consumes ``cache``: each block's saved activations are released as soon as
     its gradients are computed, so a cache can be back-propagated only once (a second call
     raises CacheConsumedError).
     """
+    dh, dwte_head = lm_head_backward(dlogits, cache.h, cache.wte)
+    return hidden_backward(dh, dwte_head, cache)
+
+
+def hidden_backward(dh, dwte_head, cache):
+    """model_backward from the LM head's gradients: dh (B, T, C) and the head's part of wte's.
+
+    h = ln_f(x)          ->  layernorm backward
+    x = block_l(x)       ->  block backward, last layer first
+    x = wte[idx] + wpe   ->  embedding backward; wte's two contributions (lookup and head) are summed
+    """
     cache.consume("model_backward")
-    B, T, V = dlogits.shape
-    C = cache.h.shape[-1]
     grads = {}
-    dlogits2d = dlogits.reshape(B * T, V)                        # flattened: each product is one 2-D matrix product
-    dh = (dlogits2d @ cache.wte).reshape(B, T, C)
-    dwte_head = dlogits2d.T @ cache.h.reshape(B * T, C)
     if cache.ln_f is None:                                      # no final LayerNorm: h = x
         dx, lnf_grads = dh, {"gamma": np.zeros_like(cache.wte[0]), "beta": np.zeros_like(cache.wte[0])}
     else:
@@ -212,12 +220,13 @@ class TinyTransformerLM:
         so the caller decides when to synchronise.  ``rng`` (a NumPy Generator) enables dropout.
         (Spreading a batch over cores or processes is runner.py's business, not the model's.)"""
         idx, targets = self._device_ids(idx), self._device_ids(targets)
-        logits, cache = self.forward(idx, rng)
-        B, T, V = logits.shape
-        loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), targets.reshape(-1))
-        del logits                                      # not needed for the backward: free it now
-        dlogits, _ = self.implementation.layers.cross_entropy_backward(1.0, ce_cache)
-        grads = model_backward(dlogits.reshape(B, T, V), cache)
+        kernels = self.implementation.layers
+        h, cache = hidden_forward(self.params, self.config, idx, rng, None, self.block, kernels, self.final_norm)
+        B, T, C = h.shape
+        # the LM head and the loss, forward and backward, in chunks of rows (layers/lm_head.py)
+        loss, dh, dwte_head = head_loss_and_grads(h.reshape(B * T, C), self.params["wte"], targets.reshape(-1),
+                                                  kernels.cross_entropy_backward)
+        grads = hidden_backward(dh.reshape(B, T, C), dwte_head, cache)
         return loss, {name: grads[name] for name in self.params}     # registry order
 
     def host_params(self):

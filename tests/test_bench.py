@@ -117,3 +117,23 @@ def test_workers_on_the_gpu_is_a_usage_error(capsys):
     assert main(["bench", "--xp", "cupy", "--workers", "2", "--no-memory"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--workers" in err[0]
+
+
+def test_a_tokenizer_sized_config_against_pytorch_and_transformers():
+    """A vocabulary past the 256 bytes (the gpt2 configs' path, at a tiny scale): the batch reads
+    the whole vocabulary, the losses agree with PyTorch's, and greedy generation next to
+    transformers' generate gives the same tokens."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("safetensors")
+    tiny_bpe = bench.BenchConfig("tiny-bpe", n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2,
+                                 vocab_size=300, steps=1, warmup=0, gen_tokens=20)
+    assert bench.make_batch(tiny_bpe)[0].max() < 300
+    record = bench.run_bench([tiny_bpe], compare_torch=True, memory=False, peak_size=64, settle=0.0,
+                             bandwidth_size=SMALL_BANDWIDTH)
+    (entry,) = record["results"]
+    assert entry["steps"] == 1 and entry["losses_match"]
+    hf = entry["generation_vs_transformers"]
+    assert hf["new_tokens"] == 7 and hf["same_leading_tokens"] == 7          # block 8: 7 new tokens
+    assert all(positive_finite(v) for v in hf["tokens_per_s"].values())
+    assert "transformers" in bench.format_table(record)

@@ -4,6 +4,7 @@ side by side with the same model in PyTorch.  ``python cli.py bench --help`` run
     configs.py      the configurations, their weights and batch, the FLOPs of a step
     timing.py       the training step, the matmul and bandwidth ceilings, idle and priming
     torch_twin.py   the PyTorch twin (``--compare-torch``)
+    hf_generation.py  greedy generation next to transformers' generate (``--compare-torch``, CPU)
     memory.py       peak training memory, each implementation in a fresh subprocess
     report.py       the printed table, generation speed, ``--profile``
     run.py          run_bench: all of it, config by config, into one JSON-able record

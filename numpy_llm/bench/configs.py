@@ -6,6 +6,12 @@ Configurations (float32, dropout 0), see :data:`CONFIGS`:
     default   4 layers, 4 heads, width 128, block 128, batch 32
     baby      4 layers, 4 heads, width 128, block  64, batch 12
     small     6 layers, 6 heads, width 384, block 256, batch 16
+    gpt2      GPT-2 124M (12 layers, 12 heads, width 768, 50257 tokens), block 256, batch 4
+    gpt2-1024 GPT-2 124M at its full context: block 1024, batch 1
+
+The byte configs read 256 tokens; the gpt2 ones GPT-2's vocabulary, with a batch sized for a
+2-core CPU.  A gpt2 step takes seconds, so by default they run 5 timed steps after 1 warm-up
+and generate 200 tokens (the byte configs: 10 after 3, and 500).
 
 Both implementations train with training's defaults (settings.py: TrainSettings): its peak
 learning rate, held constant, AdamW's betas, eps and weight decay, and gradient clipping.
@@ -32,7 +38,9 @@ import numpy as np
 from ..errors import UsageError
 from ..model import ModelConfig
 from ..params import init_params
+from ..export import GPT2_DEFAULTS
 from ..settings import TrainSettings
+from ..tokenizer import VOCAB_SIZE
 
 TRAINING = TrainSettings()                       # training's defaults
 LR, BETAS, EPS = TRAINING.lr, (TRAINING.beta1, TRAINING.beta2), TRAINING.adam_eps
@@ -48,10 +56,19 @@ class BenchConfig:
     n_embd: int
     block_size: int
     batch_size: int
+    vocab_size: int = VOCAB_SIZE
+    steps: int = 10              # how long it is measured unless the command says otherwise:
+    warmup: int = 3              # timed and untimed training steps,
+    gen_tokens: int = 500        # new tokens of the generation test
+
+    def measured(self, steps=None, warmup=None, gen_tokens=None):
+        """(steps, warmup, gen_tokens): the ones given, else this config's own."""
+        return tuple(own if given is None else given for given, own in
+                     ((steps, self.steps), (warmup, self.warmup), (gen_tokens, self.gen_tokens)))
 
     def model_config(self):
         return ModelConfig(block_size=self.block_size, n_layer=self.n_layer, n_head=self.n_head,
-                           n_embd=self.n_embd, dropout=0.0)
+                           n_embd=self.n_embd, dropout=0.0, vocab_size=self.vocab_size)
 
     @property
     def tokens(self):
@@ -63,6 +80,11 @@ CONFIGS = {
     "baby": BenchConfig("baby", n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12),
     "small": BenchConfig("small", n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=16),
 }
+GPT2_SIZES = {name: GPT2_DEFAULTS[name] for name in ("n_layer", "n_head", "n_embd", "vocab_size")}   # 124M
+GPT2_MEASURED = {"steps": 5, "warmup": 1, "gen_tokens": 200}       # a step takes seconds
+CONFIGS["gpt2"] = BenchConfig("gpt2", block_size=256, batch_size=4, **GPT2_SIZES, **GPT2_MEASURED)
+CONFIGS["gpt2-1024"] = BenchConfig("gpt2-1024", block_size=GPT2_DEFAULTS["n_positions"], batch_size=1,
+                                   **GPT2_SIZES, **GPT2_MEASURED)
 
 
 def parse_configs(text):
@@ -92,7 +114,7 @@ def host_params_for(bc, seed):
 
 
 def make_batch(bc, seed=0):
-    """A fixed (x, y) batch of random bytes, host int64 arrays (B, T)."""
+    """A fixed (x, y) batch of random token ids, host int64 arrays (B, T)."""
     rng = np.random.default_rng(seed)
-    data = rng.integers(0, 256, size=(bc.batch_size, bc.block_size + 1))
+    data = rng.integers(0, bc.vocab_size, size=(bc.batch_size, bc.block_size + 1))
     return data[:, :-1].copy(), data[:, 1:].copy()

@@ -50,13 +50,13 @@ def format_table(record):
     m = record["machine"]
     lines = [f"{m['cores']} cores, numpy {m['numpy']} ({m['workers']} data-parallel workers)"
              + (f", torch {m['torch']} ({m['torch_threads']} threads)" if "torch" in m else "")
-             + f"; elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; {record['steps']} timed steps "
-               f"after {record['warmup']} warm-up, each after {record['settle_s']:g} s idle and "
-               f"{record.get('prime_steps', 0)} untimed step(s)"]
+             + f"; elementwise bandwidth {m['bandwidth_gbs']:.1f} GB/s; every timed step after "
+               f"{record['settle_s']:g} s idle and {record.get('prime_steps', 0)} untimed step(s)"]
     for entry in record["results"]:
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in entry["sgemm_gflops"].items())
-        lines.append(f"{entry['config']['name']}: float32 sgemm ({m['sgemm_n']}^3) GFLOP/s, sampled "
-                     f"between the steps: {peaks}; peak = {entry['peak_gflops']:.0f}")
+        lines.append(f"{entry['config']['name']}: {entry['steps']} timed steps after {entry['warmup']} warm-up; "
+                     f"float32 sgemm ({m['sgemm_n']}^3) GFLOP/s, sampled between the steps: {peaks}; "
+                     f"peak = {entry['peak_gflops']:.0f}")
     head = ("config", "impl", "median ms", "min ms", "max ms", "tokens/s", "GFLOP/step", "GFLOP/s",
             "% peak", "train mem MB")
     rows = [head]
@@ -86,6 +86,14 @@ def format_table(record):
                          + (f"; first {gen['window_tokens']} (before the window slides): "
                             f"{gen['window_cached_tokens_per_s']:.0f} with, "
                             f"{gen['window_uncached_tokens_per_s']:.0f} without" if "window_tokens" in gen else ""))
+        hf = entry.get("generation_vs_transformers")
+        if hf:
+            speed = hf["tokens_per_s"]
+            lines.append(f"{name}: greedy generation of {hf['new_tokens']} tokens, KV caches, medians of "
+                         f"{hf['rounds']} alternated runs: numpy_llm {speed['numpy_llm']:.1f} tokens/s, "
+                         f"transformers {speed['transformers']:.1f}; ours / transformers time = "
+                         f"{hf['ours_over_transformers_time']:.2f}x (median of the rounds' ratios "
+                         f"{hf['median_round_ratio']:.2f}x); first {hf['same_leading_tokens']} tokens the same")
         for label, r in entry["impls"].items():
             mem = r.get("memory") or {}
             if "error" in mem:

@@ -18,19 +18,22 @@ import numpy as np
 
 from ..backend import Backend
 from ..runner import available_cores, default_workers
+from ..model import TinyTransformerLM
 from .configs import host_params_for, make_batch, step_flops
 from .memory import measure_memory
+from .hf_generation import compare_generation, load_transformers
 from .report import measure_generation
 from .timing import (DEFAULT_PRIME_STEPS, DEFAULT_SETTLE_S, NumpyTrainer, Sgemm, measure_bandwidth,
                      summarize, synchronizer, timed)
 from .torch_twin import LOSS_TOLERANCE, TorchTrainer, load_torch, torch_device
 
 
-def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False, memory=True,
-              gen_tokens=500, seed=0, peak_size=None, memory_steps=3, settle=None, prime=None,
+def run_bench(configs, xp_name="numpy", steps=None, warmup=None, compare_torch=False, memory=True,
+              gen_tokens=None, seed=0, peak_size=None, memory_steps=3, settle=None, prime=None,
               workers=None, bandwidth_size=None, log=None):
     """Measure every config; returns the JSON-able record (see ``format_table``).
 
+    ``steps``, ``warmup``, ``gen_tokens``: None takes each config's own (configs.py).
     ``workers``: data-parallel threads of our engine (runner.py); default one per core on
     numpy, 1 on cupy.  ``bandwidth_size``: float32 elements per array of the bandwidth test
     (default timing.BANDWIDTH_ELEMENTS)."""
@@ -56,9 +59,11 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         machine.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
         sgemms["pytorch"] = Sgemm(peak_size, torch=torch, device=device)
 
+    transformers = load_transformers() if torch is not None and xp_name == "numpy" else None
     results = []
     for bc in configs:
-        log(f"[{bc.name}] {steps} timed steps after {warmup} warm-up steps"
+        n_steps, n_warmup, n_gen = bc.measured(steps, warmup, gen_tokens)
+        log(f"[{bc.name}] {n_steps} timed steps after {n_warmup} warm-up steps"
             + (", alternating with PyTorch" if torch is not None else ""))
         host_params, batch = host_params_for(bc, seed), make_batch(bc, seed)
         ours = NumpyTrainer(bc, backend, host_params, batch, machine["workers"])
@@ -66,8 +71,8 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
         trainers = [ours]
         if torch is not None:
             trainers.append(TorchTrainer(torch, bc, host_params, batch, device))
-        times, first_loss = time_rounds(trainers, sgemms, warmup, steps, sync, settle, prime)
-        entry = config_entry(bc, trainers, sgemms, times, first_loss, log)
+        times, first_loss = time_rounds(trainers, sgemms, n_warmup, n_steps, sync, settle, prime)
+        entry = dict(config_entry(bc, trainers, sgemms, times, first_loss, log), steps=n_steps, warmup=n_warmup)
         del ours, trainers
 
         if memory:
@@ -76,11 +81,24 @@ def run_bench(configs, xp_name="numpy", steps=10, warmup=3, compare_torch=False,
                 entry["impls"][label]["memory"] = measure_memory(label, bc, xp_name, memory_steps, seed,
                                                                  machine["workers"])
 
-        if gen_tokens > 0:
-            entry["generation"] = measure_generation(bc, backend, gen_tokens, sync, seed, log)
+        if n_gen > 0:
+            entry.update(generation_entries(bc, backend, host_params, n_gen, sync, seed, settle, torch,
+                                            transformers, log))
+        del host_params
         results.append(entry)
     return {"machine": machine, "steps": steps, "warmup": warmup, "settle_s": settle, "prime_steps": prime,
             "results": results}
+
+
+def generation_entries(bc, backend, host_params, n_tokens, sync, seed, settle, torch, transformers, log):
+    """Generation speed with and without the KV cache, and, given ``transformers``, greedy
+    generation alternated with its ``generate`` on the same weights."""
+    entries = {"generation": measure_generation(bc, backend, n_tokens, sync, seed, log)}
+    if transformers is not None:
+        model = TinyTransformerLM(bc.model_config(), backend, params=host_params)
+        entries["generation_vs_transformers"] = compare_generation(torch, transformers, model, n_tokens,
+                                                                   settle, log=log)
+    return entries
 
 
 def time_rounds(trainers, sgemms, warmup, steps, sync, settle, prime):

@@ -14,9 +14,12 @@ def configure(parser):
     parser.add_argument("--configs", default="default,baby,small",
                         help=f"comma-separated configs to run, from: {', '.join(bench.CONFIGS)} "
                              f"(default: L4 H4 C128 T128 B32; baby: L4 H4 C128 T64 B12; "
-                             f"small: L6 H6 C384 T256 B16)")
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per config")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+                             f"small: L6 H6 C384 T256 B16; gpt2: GPT-2 124M, T256 B4; "
+                             f"gpt2-1024: GPT-2 124M, T1024 B1)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed training steps per config (default 10; 5 for the gpt2 configs)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed training steps first (default 3; 1 for the gpt2 configs)")
     add_array_module_flags(parser, "array module (with cupy, PyTorch runs on cuda)")
     parser.add_argument("--compare-torch", action="store_true",
                         help="also time the same model in PyTorch eager (same weights, batch and "
@@ -24,9 +27,10 @@ def configure(parser):
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="also write the full record as JSON to PATH; `--json` alone (or "
                              "`--json -`) prints it to stdout and sends the table to stderr")
-    parser.add_argument("--gen-tokens", type=int, default=500,
+    parser.add_argument("--gen-tokens", type=int, default=None,
                         help="new tokens for the generation speed test, with and without the "
-                             "KV cache (0 skips it)")
+                             "KV cache, and, with --compare-torch on numpy, greedily next to "
+                             "transformers' generate (default 500; 200 for the gpt2 configs; 0 skips it)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the peak-memory measurement (a fresh subprocess per implementation)")
     parser.add_argument("--memory-steps", type=int, default=3,
@@ -55,7 +59,8 @@ def configure(parser):
 def run(args):
     configs = bench.parse_configs(args.configs)
     xp_name = array_module_name(args)
-    if args.steps < 1 or args.warmup < 0 or args.gen_tokens < 0 or args.memory_steps < 1 \
+    given = lambda value, default: default if value is None else value    # None: each config's own
+    if given(args.steps, 1) < 1 or given(args.warmup, 0) < 0 or given(args.gen_tokens, 0) < 0 or args.memory_steps < 1 \
             or (args.settle is not None and args.settle < 0) or (args.prime is not None and args.prime < 0):
         raise UsageError("--steps and --memory-steps must be >= 1; --warmup, --gen-tokens, --settle and --prime >= 0")
     if args.workers is not None:

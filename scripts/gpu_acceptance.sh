@@ -23,19 +23,19 @@ set -uo pipefail
 PYTHON="${PYTHON:-python3}"
 USAGE="usage: bash scripts/gpu_acceptance.sh REPORT_DIR [--data PATH]"
 
-# Time limits in seconds, one per step.  They add up to 570 s, so the run ends within 10 minutes
+# Time limits in seconds, one per step.  They add up to 450 s, so the run ends within 8 minutes
 # even when a step hangs: a step past its limit gets SIGTERM (then SIGKILL 5 s later, with every
 # process it started) and is recorded as failed, exit 124.  On an H100 the whole run, kernel
 # compilation included, is meant to take well under that.
 LIMIT_NVIDIA_SMI=10         # finding the GPU, and again printing its name, driver and memory
-LIMIT_PREREQUISITES=40      # importing NumPy, pytest, CuPy and PyTorch
+LIMIT_PREREQUISITES=30      # importing NumPy, pytest, CuPy and PyTorch
 LIMIT_DEVICE=40             # load_cupy: CUDA context and the first kernel compiled with NVRTC
-LIMIT_TESTS=105             # python -m pytest -m gpu
-LIMIT_GRADCHECK=40          # gradcheck --xp cupy
-LIMIT_BENCH=120             # bench of default, baby and small against PyTorch CUDA
-LIMIT_BENCH_GPT2=100        # bench of gpt2 (GPT-2 124M, 4 x 256 tokens) against PyTorch CUDA
-LIMIT_BABY=75               # the baby recipe, 2000 steps (its target is under a minute)
-LIMIT_GENERATION=30         # generation speed from the baby checkpoint
+LIMIT_TESTS=90              # python -m pytest -m gpu
+LIMIT_GRADCHECK=30          # gradcheck --xp cupy
+LIMIT_BENCH=90              # bench of default, baby and small against PyTorch CUDA
+LIMIT_BENCH_GPT2=70         # bench of gpt2 (GPT-2 124M, 4 x 256 tokens) against PyTorch CUDA
+LIMIT_BABY=60               # the baby recipe, 2000 steps (its target is under a minute)
+LIMIT_GENERATION=20         # generation speed from the baby checkpoint
 
 REPORT_DIR=""
 DATA="${TINYSHAKESPEARE:-}"

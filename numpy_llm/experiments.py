@@ -151,13 +151,21 @@ def train_arm(experiment, arm, block, settings, train_data, val_data, workers, l
         settings = replace(settings, warmup_steps=arm.warmup_steps)
     params = init_params(config, settings.seed, std=arm.init_std)
     model = TinyTransformerLM(config, Backend("numpy"), params=params, block=block)
+    log(f"{experiment.name}: training {arm.label} ({model.num_params():,} parameters, {settings.steps} steps)")
+    return train_curve(model, arm.label, settings, train_data, val_data, workers, log,
+                       probe=experiment.panel == "attention")
+
+
+def train_curve(model, label, settings, train_data, val_data, workers, log, probe=False):
+    """Train ``model`` from step 0 on the settings' schedule, evaluating every eval_interval steps and
+    at the end (the attention peak too, with ``probe``); returns its Curve.  A non-finite loss or
+    gradient norm ends it there (``Curve.diverged_at``)."""
     optimizer = settings.adamw(model)
     runner, rng = ArmRunner(model, workers, settings.seed), np.random.default_rng(settings.seed)
-    curve = Curve(arm.label)
-    log(f"{experiment.name}: training {arm.label} ({model.num_params():,} parameters, {settings.steps} steps)")
+    curve = Curve(label)
     for step in range(settings.steps + 1):
         if step % settings.eval_interval == 0 or step == settings.steps:
-            evaluate(curve, runner, step, train_data, val_data, settings, experiment.panel == "attention")
+            evaluate(curve, runner, step, train_data, val_data, settings, probe)
             log(f"  step {step}/{settings.steps}: train {curve.train[-1]:.4f} | val {curve.val[-1]:.4f}"
                 + (f" | attention peak {curve.attention_peak[-1]:.3f}" if curve.attention_peak else ""))
         if step == settings.steps:
@@ -167,7 +175,7 @@ def train_arm(experiment, arm, block, settings, train_data, val_data, workers, l
             finite(loss, norm, step)
         except TrainingError as exc:
             curve.diverged_at = step
-            log(f"  {arm.label} diverged: {exc}")
+            log(f"  {label} diverged: {exc}")
             break
     return curve
 

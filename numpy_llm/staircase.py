@@ -26,15 +26,13 @@ import numpy as np
 from .backend import Backend
 from .baselines import baselines
 from .data import BUILTIN_NAME, open_corpus, split_train_val
-from .errors import TrainingError, UsageError
+from .errors import UsageError
 from .evaluate import evaluate as evaluate_all
-from .experiments import EVALS, ArmRunner, Curve, evaluate
+from .experiments import EVALS, train_curve
 from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM
 from .params import init_params
 from .plots import pyplot, save_png
 from .settings import TrainSettings
-from .train import train_step
-from .trainer import finite
 from .variants import ATTENTION_MLP_BLOCK, ATTENTION_ONLY_BLOCK, EMBEDDINGS_ONLY_BLOCK
 
 
@@ -102,31 +100,11 @@ def run_staircase(staircase, steps=None, data=None, seed=None, workers=1, log=No
     curves, finals = [], []
     for stage in staircase.stages:
         model = build_model(staircase, stage, settings.seed)
-        curves.append(train_stage(model, stage.label, settings, train_data, val_data, workers, log))
+        log(f"staircase: training {stage.label} ({settings.steps} steps)")
+        curves.append(train_curve(model, stage.label, settings, train_data, val_data, workers, log))
         finals.append(evaluate_all(model, val_data).bits_per_byte)
         log(f"  {stage.label}: {finals[-1]:.3f} bits/byte on all {len(val_data) - 1:,} validation bytes")
     return settings, curves, counted, finals
-
-
-def train_stage(model, label, settings, train_data, val_data, workers, log):
-    """Train one step from step 0, evaluating as it goes; returns its Curve (losses in nats)."""
-    optimizer = settings.adamw(model)
-    runner, rng = ArmRunner(model, workers, settings.seed), np.random.default_rng(settings.seed)
-    curve = Curve(label)
-    log(f"staircase: training {label} ({settings.steps} steps)")
-    for step in range(settings.steps + 1):
-        if step % settings.eval_interval == 0 or step == settings.steps:
-            evaluate(curve, runner, step, train_data, val_data, settings, probe=False)
-        if step == settings.steps:
-            break
-        loss, norm, _ = train_step(runner, optimizer, train_data, settings, step, rng)
-        try:
-            finite(loss, norm, step)
-        except TrainingError as exc:
-            curve.diverged_at = step
-            log(f"  {label} diverged: {exc}")
-            break
-    return curve
 
 
 BASELINE_LABELS = {"uniform": "uniform guess", "unigram": "unigram counts", "bigram": "bigram counts"}

@@ -64,7 +64,7 @@ class Tokenizer:
         self.special = {str(text): int(i) for text, i in (special or {}).items()}     # text -> id
         self.vocab = self._build_vocab()                              # id -> bytes
         self.ranks = {pair: (rank, new) for rank, (pair, new) in enumerate(zip(self.merges, self.merged_ids))}
-        self._byte_table = np.array(self.byte_ids, dtype=self.dtype)
+        self.is_bytes = len(self.vocab) == 256 and self.byte_ids == list(range(256))   # chapter 1's tokenizer
         specials = sorted(self.special, key=len, reverse=True)       # the longest first
         self._special_regex = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
         self._chunk_cache = {}
@@ -87,9 +87,10 @@ class Tokenizer:
         return len(self.vocab)
 
     @property
-    def is_bytes(self):
-        """The byte tokenizer: no merges, no special tokens, ids 0..255 the bytes."""
-        return self.vocab_size == 256 and self.byte_ids == list(range(256))
+    def start_id(self):
+        """The token a text starts from when there is no prompt: ``<|endoftext|>``, as GPT-2 was
+        trained (documents follow one), or else a newline's first token."""
+        return self.special.get(ENDOFTEXT, int(self.encode("\n")[0]))
 
     @property
     def dtype(self):
@@ -126,22 +127,32 @@ class Tokenizer:
         ids = self._chunk_cache[chunk] = tuple(apply_merges(ids, self.ranks))
         return ids
 
-    def decode(self, ids):
-        """Token ids -> bytes (the tokens' bytes, concatenated)."""
+    def decode(self, ids, skip_special=False):
+        """Token ids -> bytes (the tokens' bytes, concatenated; without the special tokens' with
+        ``skip_special``, as text is shown); ValueError for an id not in the vocabulary."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if skip_special and self.special:
+            ids = ids[~np.isin(ids, list(self.special.values()))]
+        if ids.size and not 0 <= ids.min() <= ids.max() < self.vocab_size:
+            raise ValueError(f"token ids must be in 0 .. {self.vocab_size - 1}")
         if self.is_bytes:
-            return bytes(np.asarray(ids, dtype=np.uint8).tolist())
-        return b"".join(self.vocab[i] for i in np.asarray(ids, dtype=np.int64).reshape(-1).tolist())
+            return ids.astype(np.uint8).tobytes()
+        return b"".join(self.vocab[i] for i in ids.tolist())
 
     def decode_text(self, ids):
         """Token ids -> str, with invalid UTF-8 shown as U+FFFD."""
         return self.decode(ids).decode("utf-8", errors="replace")
+
+    def shown(self, ids):
+        """The bytes a reader sees of ``ids``: decode without the special tokens (StreamDecoder's input)."""
+        return self.decode(ids, skip_special=True)
 
 
 def apply_merges(ids, ranks):
     """ids merged until no adjacent pair has a merge, each time every occurrence of the adjacent
     pair of lowest rank; ``ranks`` maps a pair to (its rank, the id of the merged token)."""
     while len(ids) > 1:
-        pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, (np.inf,))[0])
+        pair = min(zip(ids, ids[1:]), key=lambda p: ranks[p][0] if p in ranks else np.inf)
         if pair not in ranks:
             break                                           # no adjacent pair has a merge
         ids = merge(ids, pair, ranks[pair][1])

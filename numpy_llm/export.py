@@ -65,8 +65,7 @@ def hf_name(name):
 
 def hf_config(config, dtype_name, tokenizer=BYTES):
     """config.json for GPT2LMHeadModel: the ModelConfig plus GPT-2's fixed choices made here."""
-    end = tokenizer.special.get(ENDOFTEXT)              # GPT-2 starts and ends a text with <|endoftext|>
-    start = end if end is not None else int(tokenizer.encode("\n")[0])   # else: a newline, as generate does
+    end = tokenizer.special.get(ENDOFTEXT)              # GPT-2 ends (and starts) a text with <|endoftext|>
     return {
         "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
         "vocab_size": config.vocab_size, "n_positions": config.block_size, "n_embd": config.n_embd,
@@ -75,7 +74,7 @@ def hf_config(config, dtype_name, tokenizer=BYTES):
         "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
         "initializer_range": 0.02, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
         "reorder_and_upcast_attn": False, "add_cross_attention": False, "tie_word_embeddings": True,
-        "bos_token_id": start, "eos_token_id": end, "pad_token_id": None,
+        "bos_token_id": tokenizer.start_id, "eos_token_id": end, "pad_token_id": None,
         "use_cache": True, "torch_dtype": dtype_name,
     }
 
@@ -102,7 +101,7 @@ def export_hf(params, config, out_dir, overwrite=False, tokenizer=BYTES):
         with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
             json.dump(hf_config(config, dtypes.pop().name, tokenizer), f, indent=2)
             f.write("\n")
-        save_tokenizer(tokenizer, tmp)
+        save_tokenizer(tokenizer, tmp, config.block_size)
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())

@@ -2,9 +2,9 @@
 
     encode_file(tok, "their.txt", "ids.npy")     # ids.npy (uint16 when the vocabulary fits) and
                                                  # ids.npy.json: the tokenizer's fingerprint, the text's bytes
-    ids, n_bytes = load_tokens("their.txt", tok) # the byte tokenizer: the file itself, as bytes;
+    ids = load_tokens("their.txt", tok)          # the byte tokenizer: the file itself, as bytes;
                                                  # a BPE: their.txt.<fingerprint>.tokens.npy, made once
-    ids, n_bytes = load_tokens("ids.npy", tok)   # ids made by encode_file with the same tokenizer
+    ids = load_tokens("ids.npy", tok)            # ids made by encode_file with the same tokenizer
 
 A long text is encoded in pieces of about PIECE_BYTES, cut only where no pre-split chunk can
 cross (after a newline between two printable ASCII characters), so the ids equal those of the
@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -22,46 +23,50 @@ import numpy as np
 
 from .data import BUILTIN_NAME, open_corpus, split_train_val
 from .errors import UsageError
-from .files import atomic_write
+from .files import atomic_write, temporary_prefix
 
 PIECE_BYTES = 4 << 20
+CHECK_CHUNK = 1 << 24                # ids read at a time when checking a .npy's range
 _SAFE_CUT = re.compile(rb"[\x21-\x7e]\n(?=[\x21-\x7e])")      # cut after the newline
 
 
 def load_tokens(path, tok, log=None):
-    """(ids, n_bytes): the token ids of the text at ``path`` (a 1-D array, memory-mapped where it
-    can be) and the number of bytes of text they stand for; UsageError on a bad file."""
+    """The token ids of the text at ``path`` (a 1-D array, memory-mapped where it can be);
+    UsageError on a bad file."""
     if path is not None and path.endswith(".npy"):
         return _read_ids(path, tok)
     corpus = open_corpus(path)
     if tok.is_bytes:
-        return corpus, len(corpus)
+        return corpus
     cache = f"{path}.{tok.fingerprint()}.tokens.npy" if path is not None else None
     if cache is not None and _cache_is_fresh(cache, path):
-        return _read_ids(cache, tok)
+        try:
+            return _read_ids(cache, tok)
+        except UsageError:
+            pass                                # a damaged cache: made again below
     if log:
         log(f"encoding {path or 'the built-in sample'} ({len(corpus):,} bytes) with the {tok.vocab_size}-token "
             f"tokenizer, once{f'; the ids go to {cache}' if cache else ''}")
     if cache is None:
-        return tok.encode(bytes(corpus)), len(corpus)
+        return tok.encode(bytes(corpus))
     try:
         encode_file(tok, path, cache, log=log)
     except OSError as exc:                     # a read-only folder: encode in memory, every time
         if log:
             log(f"note: cannot cache the ids beside {path} ({exc.strerror or exc}); they stay in memory")
-        return tok.encode(bytes(corpus)), len(corpus)
+        return tok.encode(bytes(corpus))
     return _read_ids(cache, tok)
 
 
 def datasets(settings, tok, block_size, log=None):
     """(train ids, validation ids, the bytes of text the validation ids spell) of a run: the last
     --val-frac of --data, or all of it and --val-data; UsageError if a part is shorter than a window."""
-    tokens, _ = load_tokens(settings.data, tok, log)
+    tokens = load_tokens(settings.data, tok, log)
     name = settings.data or BUILTIN_NAME
     if settings.val_data is None:
         train, val = split_train_val(tokens, settings.val_frac, block_size, name)
     else:
-        train, (val, _) = tokens, load_tokens(settings.val_data, tok, log)
+        train, val = tokens, load_tokens(settings.val_data, tok, log)
         for part, path in ((train, name), (val, settings.val_data)):
             if len(part) < block_size + 1:
                 raise UsageError(f"{path} is too short: {len(part)} {'bytes' if tok.is_bytes else 'tokens'}, "
@@ -81,7 +86,9 @@ def encode_file(tok, path, out, workers=None, log=None):
     corpus = open_corpus(path)
     pieces = list(safe_pieces(corpus))
     workers = max(1, min(workers or os.cpu_count() or 1, len(pieces)))
-    raw_path = out + ".part"
+    fd, raw_path = tempfile.mkstemp(prefix=temporary_prefix(out), suffix=".part",
+                                    dir=os.path.dirname(os.path.abspath(out)))
+    os.close(fd)
     n_tokens, shown = 0, time.monotonic()
     try:
         with open(raw_path, "wb") as raw, contextlib.ExitStack() as stack:
@@ -148,8 +155,8 @@ def _encode_piece(piece):
 def _cache_is_fresh(cache, path):
     record = _record(cache)
     stat = os.stat(path)
-    return record is not None and record.get("bytes") == stat.st_size and \
-        record.get("source_mtime_ns") == stat.st_mtime_ns
+    return (record is not None and os.path.isfile(cache) and record.get("bytes") == stat.st_size
+            and record.get("source_mtime_ns") == stat.st_mtime_ns)
 
 
 def _record(ids_path):
@@ -176,4 +183,7 @@ def _read_ids(path, tok):
         raise UsageError(f"{path} is not a readable .npy file ({exc})") from None
     if ids.ndim != 1 or ids.dtype.kind != "u" or len(ids) != record.get("tokens"):
         raise UsageError(f"{path} does not hold the {record.get('tokens')} token ids its .json describes")
-    return ids, int(record["bytes"])
+    largest = max((int(ids[i:i + CHECK_CHUNK].max()) for i in range(0, len(ids), CHECK_CHUNK)), default=0)
+    if largest >= tok.vocab_size:
+        raise UsageError(f"{path} holds token id {largest}, but the tokenizer has {tok.vocab_size} tokens")
+    return ids

@@ -38,6 +38,7 @@ def token_string(token_bytes):
 def tokenizer_from_vocab(vocab, merges, special, source):
     """A Tokenizer from GPT-2-style strings: vocab (str -> id), merges (pairs of str), special
     (str -> id); UsageError naming ``source`` if they are not a byte-level BPE."""
+    _check_types(vocab, merges, special, source)
     try:
         byte_ids = [vocab[BYTE_TO_CHAR[b]] for b in range(256)]
     except KeyError as exc:
@@ -53,8 +54,21 @@ def tokenizer_from_vocab(vocab, merges, special, source):
         raise UsageError(f"{source}: {exc}") from None
 
 
+def _check_types(vocab, merges, special, source):
+    """UsageError unless vocab and special map strings to whole-number ids and each merge is two strings."""
+    is_id = lambda value: type(value) is int and value >= 0                  # (True and 2.0 are not ids)
+    for what, table in (("vocabulary", vocab), ("special tokens", special)):
+        if not isinstance(table, dict) or not all(isinstance(k, str) and is_id(v) for k, v in table.items()):
+            raise UsageError(f"{source}: its {what} must map each token to a whole-number id")
+    bad = next((m for m in merges if len(m) != 2 or not all(isinstance(part, str) for part in m)), None)
+    if bad is not None:
+        raise UsageError(f"{source}: a merge must be two tokens, not {' '.join(map(str, bad))!r}")
+
+
 def load_tokenizer(folder):
     """The tokenizer in ``folder`` (tokenizer.json, or vocab.json + merges.txt); UsageError if none."""
+    if os.path.isfile(folder):
+        raise UsageError(f"{folder} is a file; --tokenizer takes the folder that holds the tokenizer's files")
     if not os.path.isdir(folder):
         raise UsageError(f"tokenizer folder not found: {folder}")
     if os.path.exists(os.path.join(folder, "tokenizer.json")):
@@ -66,8 +80,7 @@ def load_tokenizer(folder):
     with _open_text(merges_path) as f:
         lines = [line.rstrip("\r\n") for line in f if line.strip() and not line.startswith("#version")]
     merges = [tuple(line.split(" ")) for line in lines]
-    if not isinstance(vocab, dict) or any(len(pair) != 2 for pair in merges):
-        raise UsageError(f"{folder}: vocab.json must map tokens to ids, and each line of merges.txt be two tokens")
+    _check_types(vocab, merges, {}, folder)
     single_bytes = set(BYTE_TO_CHAR.values())
     merged = {left + right for left, right in merges}
     special = {text: i for text, i in vocab.items() if text not in single_bytes and text not in merged}
@@ -75,7 +88,14 @@ def load_tokenizer(folder):
 
 
 def _read_tokenizer_json(path):
-    spec = _read_json(path)
+    try:
+        return _tokenizer_from_spec(_read_json(path), path)
+    except (KeyError, TypeError, AttributeError) as exc:          # a field missing, or of the wrong kind
+        raise UsageError(f"{path} is not a tokenizer.json this reads ({type(exc).__name__}: {exc})") from None
+
+
+def _tokenizer_from_spec(spec, path):
+    """A Tokenizer from tokenizer.json's contents (a dict); UsageError if it is not GPT-2's kind."""
     model = spec.get("model") if isinstance(spec, dict) else None
     if not isinstance(model, dict) or model.get("type") != "BPE":
         raise UsageError(f"{path} is not a BPE tokenizer (model type {model and model.get('type')!r})")
@@ -87,17 +107,26 @@ def _read_tokenizer_json(path):
     unsupported = [f"{key} {value!r}" for key, value in found.items() if value != GPT2_SETTINGS[key]]
     if unsupported:
         raise UsageError(f"{path}: only GPT-2's byte-level BPE is supported, not {', '.join(unsupported)}")
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
-    special = {token["content"]: token["id"] for token in spec.get("added_tokens", [])}   # matched before the model
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges") or []]
+    special = {token["content"]: token["id"] for token in spec.get("added_tokens") or []}   # matched before the model
     vocab = {text: i for text, i in model["vocab"].items() if text not in special}
     return tokenizer_from_vocab(vocab, merges, special, path)
 
 
-def save_tokenizer(tok, folder):
-    """Write vocab.json, merges.txt, tokenizer.json and tokenizer_config.json into ``folder``."""
-    os.makedirs(folder, exist_ok=True)
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json")
+
+
+def save_tokenizer(tok, folder, max_length=1024):
+    """Write TOKENIZER_FILES into ``folder``; ``max_length``: the model's positions (transformers'
+    model_max_length).  UsageError when a special token is spelled like another token (the
+    files name each token by its string, so the two would be one)."""
     vocab = {token_string(tok.vocab[i]): i for i in range(tok.vocab_size) if i not in tok.special.values()}
+    clashes = sorted(text for text in tok.special if text in vocab)
+    if clashes:
+        raise UsageError(f"the special token {clashes[0]!r} is spelled like token {vocab[clashes[0]]} of the "
+                         f"vocabulary in GPT-2's files; choose another special token")
     vocab.update(tok.special)
+    os.makedirs(folder, exist_ok=True)
     merges = [f"{token_string(tok.vocab[a])} {token_string(tok.vocab[b])}" for a, b in tok.merges]
     end = ENDOFTEXT if ENDOFTEXT in tok.special else None
     files = {
@@ -112,10 +141,10 @@ def save_tokenizer(tok, folder):
                       "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
                       "vocab": vocab, "merges": merges}}, ensure_ascii=False),
         "tokenizer_config.json": json.dumps({
-            "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "model_max_length": 1024,
+            "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "model_max_length": max_length,
             "bos_token": end, "eos_token": end, "unk_token": end}),
     }
-    for name, text in files.items():
+    for name, text in files.items():                 # (in TOKENIZER_FILES' order)
         atomic_write(os.path.join(folder, name), lambda f, text=text: f.write(text.encode("utf-8")))
 
 
@@ -146,6 +175,8 @@ def _read_json(path):
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text") from None
 
 
 def _open_text(path):

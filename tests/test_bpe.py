@@ -196,3 +196,36 @@ def test_an_unsupported_tokenizer_json_is_one_line(tmp_path):
         load_tokenizer(str(tmp_path))
     with pytest.raises(UsageError, match="not found"):
         load_tokenizer(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda spec: spec["model"].pop("vocab"),
+    lambda spec: spec["model"].update(vocab=list(spec["model"]["vocab"])),
+    lambda spec: spec.update(added_tokens=[{"id": 5}]),
+    lambda spec: spec.update(pre_tokenizer="ByteLevel"),
+    lambda spec: spec["model"]["vocab"].update({"!": None}),
+    lambda spec: spec["model"]["vocab"].update({"!": 1.0}),
+    lambda spec: spec["model"]["merges"].append("a b c"),
+])
+def test_a_malformed_tokenizer_json_is_one_line(tmp_path, damage):
+    save_tokenizer(train_bpe(varied_text(20_000, seed=13), 300), str(tmp_path))
+    spec = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    damage(spec)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(UsageError):
+        load_tokenizer(str(tmp_path))
+
+
+def test_a_special_token_spelled_like_a_token_is_refused(tmp_path):
+    tok = train_bpe("the cat and the hat " * 200, 280, special=["\u0120the"])      # GPT-2 spells " the" so
+    with pytest.raises(UsageError, match="spelled like token"):
+        save_tokenizer(tok, str(tmp_path))
+    assert not (tmp_path / "vocab.json").exists()
+
+
+def test_decode_refuses_ids_outside_the_vocabulary():
+    tok = train_bpe(varied_text(5_000, seed=14), 270, special=[ENDOFTEXT])
+    for bad in ([-1], [270]):
+        with pytest.raises(ValueError, match="token ids must be in 0 .. 269"):
+            tok.decode(bad)
+    assert tok.decode([tok.special[ENDOFTEXT], 65], skip_special=True) == tok.vocab[65]

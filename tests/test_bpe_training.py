@@ -55,7 +55,8 @@ def test_tokenizer_train_writes_the_files_and_prints_bytes_per_token(corpus, cap
 @pytest.mark.parametrize("flags, message", [
     (["--vocab-size", "200"], "--vocab-size must be between 257"),
     (["--data", "MISSING"], "data file not found"),
-    (["--special", ""], "distinct and not empty"),
+    (["--special", ""], "distinct and longer than one character"),
+    (["--special", "a"], "distinct and longer than one character"),
 ])
 def test_tokenizer_train_bad_input_is_one_line(corpus, tmp_path, capsys, flags, message):
     _, text, _ = corpus
@@ -171,7 +172,8 @@ def test_eval_reports_bits_per_byte_over_the_bytes_the_tokens_spell(bpe_ckpt, co
     _, text, _ = corpus
     assert main(["eval", "--ckpt", str(bpe_ckpt), "--data", str(text), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    ids, n_bytes = load_tokens(str(text), load_model(str(bpe_ckpt))[2])
+    ids = load_tokens(str(text), load_model(str(bpe_ckpt))[2])
+    n_bytes = len(text.read_bytes())
     first_token_bytes = n_bytes - spelled_bytes(ids[1:], load_model(str(bpe_ckpt))[2])
     assert record["tokens_scored"] == len(ids) - 1 and record["bytes_scored"] == n_bytes - first_token_bytes
     assert record["bits_per_byte"] == pytest.approx(
@@ -211,3 +213,38 @@ def test_a_byte_model_checkpoint_still_loads_as_bytes(tmp_path):
     model, _, tok = load_model(str(tmp_path / "bytes.npz"), Backend("numpy", "float32"))
     assert tok.is_bytes and model.config.vocab_size == 256
     assert not any(k.startswith("tokenizer/") for k in load_checkpoint(str(tmp_path / "bytes.npz"))[0])
+
+
+def test_eval_split_val_scores_the_runs_own_validation_file(corpus, tmp_path, capsys):
+    _, text, tok_dir = corpus
+    val = tmp_path / "val.txt"
+    val.write_bytes(text.read_bytes()[-6000:])
+    ckpt = tmp_path / "ckpt.npz"
+    assert train(ckpt, "--tokenizer", str(tok_dir), "--data", str(text), "--val-data", str(val), "--steps", "1") == 0
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(ckpt), "--split", "val", "--json"]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    tok = load_tokenizer(str(tok_dir))
+    assert f"of {val} (val)" in captured.err and record["tokens_scored"] == len(tok.encode(val.read_bytes())) - 1
+    assert main(["eval", "--ckpt", str(ckpt), "--split", "train", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens_scored"] == len(tok.encode(text.read_bytes())) - 1
+
+
+def test_ids_beyond_the_vocabulary_and_a_damaged_cache(corpus, tmp_path, capsys):
+    _, text, tok_dir = corpus
+    ids_path = tmp_path / "ids.npy"
+    assert main(["tokenizer", "encode", "--tokenizer", str(tok_dir), "--data", str(text), "--out", str(ids_path)]) == 0
+    ids = np.load(ids_path)
+    ids[5] = 400                                                      # one past the last id
+    np.save(ids_path, ids)
+    capsys.readouterr()
+    assert train(tmp_path / "a.npz", "--tokenizer", str(tok_dir), "--data", str(ids_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds token id 400" in err
+    data = tmp_path / "text.txt"
+    data.write_bytes(text.read_bytes())
+    assert train(tmp_path / "b.npz", "--tokenizer", str(tok_dir), "--data", str(data), "--steps", "1") == 0
+    next(tmp_path.glob("text.txt.*.tokens.npy")).unlink()            # the record stays, the ids are gone
+    assert train(tmp_path / "c.npz", "--tokenizer", str(tok_dir), "--data", str(data), "--steps", "1") == 0
+    assert "encoding" in capsys.readouterr().err

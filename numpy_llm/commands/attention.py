@@ -50,7 +50,7 @@ def run(args):
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     data_path = args.data if args.data is not None else train_meta.get("data")
     block_size = model.config.block_size
-    _, val = split_train_val(load_tokens(data_path, tokenizer)[0], train_meta.get("val_frac", TrainSettings.val_frac),
+    _, val = split_train_val(load_tokens(data_path, tokenizer), train_meta.get("val_frac", TrainSettings.val_frac),
                              block_size, data_path or BUILTIN_NAME)
     windows, _ = get_batch(val, args.windows, block_size, np.random.default_rng(0))
     previous, itself, entropy = head_summary(model, windows)

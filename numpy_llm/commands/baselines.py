@@ -21,7 +21,7 @@ def configure(parser):
 def run(args):
     name = args.data or BUILTIN_NAME
     tok = BYTES if args.tokenizer is None else load_tokenizer(args.tokenizer)
-    tokens, _ = load_tokens(args.data, tok)
+    tokens = load_tokens(args.data, tok)
     train, val = split_train_val(tokens, args.val_frac, 1, name)
     val_bytes = None if tok.is_bytes else spelled_bytes(val[1:], tok)
     results = baselines(train, val, tok.vocab_size, val_bytes)

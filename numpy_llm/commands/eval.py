@@ -49,8 +49,7 @@ def run(args):
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     model, meta, tokenizer = load_model(args.ckpt, Backend(array_module_name(args), args.dtype))
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
-    data_path = args.data if args.data is not None else train_meta.get("data")
-    data = _split(load_tokens(data_path, tokenizer, _log)[0], args, train_meta, data_path or BUILTIN_NAME)
+    data, data_path = _scored_tokens(args, train_meta, tokenizer)
     block_size = model.config.block_size
     unit = "bytes" if tokenizer.is_bytes else "tokens"
     window_plan(len(data), block_size, args.stride)          # refuses a too-short text or a bad stride
@@ -82,8 +81,20 @@ def _log(line):
     print(line, file=sys.stderr, flush=True)
 
 
+def _scored_tokens(args, train_meta, tokenizer):
+    """(the token ids to score, the file they come from): --data, else the run's training file; with
+    --split, the part of it training used, or the run's --val-data file when it had one."""
+    data_path = args.data if args.data is not None else train_meta.get("data")
+    val_path = train_meta.get("val_data") if args.data is None else None
+    if args.split != "all" and val_path is not None:            # the run validated on a file of its own
+        return (load_tokens(val_path, tokenizer, _log), val_path) if args.split == "val" else \
+            (load_tokens(data_path, tokenizer, _log), data_path)
+    tokens = load_tokens(data_path, tokenizer, _log)
+    return _split(tokens, args, train_meta, data_path or BUILTIN_NAME), data_path
+
+
 def _split(corpus, args, train_meta, name):
-    """The bytes to score: all of the corpus, or its training or validation part."""
+    """The tokens to score: all of the corpus, or its training or validation part."""
     if args.split == "all":
         return corpus
     val_frac = args.val_frac if args.val_frac is not None else train_meta.get("val_frac")

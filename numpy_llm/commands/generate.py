@@ -17,26 +17,26 @@ PROMPT_LIMIT = 1 << 20          # bytes read from --prompt-file at most
 
 def configure(parser):
     parser.add_argument("--ckpt", default="ckpt.npz", help="checkpoint to load")
-    parser.add_argument("--prompt", default="", help="text to continue (empty: start from a newline)")
+    parser.add_argument("--prompt", default="", help="text to continue (empty: start from <|endoftext|> when the tokenizer has it, else a newline)")
     parser.add_argument("--prompt-file", default=None, help="read the prompt from this file (raw bytes) instead")
-    parser.add_argument("--max-new-tokens", type=int, default=300, help="bytes to generate per sample")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="tokens to generate per sample (bytes, for a byte model)")
     parser.add_argument("--temperature", type=float, default=0.8,
-                        help="divide the logits by this; 0 = greedy (always the most likely byte)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely bytes")
+                        help="divide the logits by this; 0 = greedy (always the most likely token)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None,
-                        help="then only among the most likely bytes whose mass reaches p (nucleus), in (0, 1]")
+                        help="then only among the most likely tokens whose mass reaches p (nucleus), in (0, 1]")
     parser.add_argument("--seed", type=int, default=1337, help="random seed: the same seed gives the same text")
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
     add_array_module_flags(parser)
     parser.add_argument("--no-cache", action="store_true",
-                        help="recompute the whole context for every byte instead of using the KV cache")
+                        help="recompute the whole context for every token instead of using the KV cache")
 
 
 def run(args):
     _validate(args)
     prompt_text = _read_prompt(args)
     model, meta, tokenizer = load_model(args.ckpt, Backend(array_module_name(args), "float32"))
-    prompt = tokenizer.encode(prompt_text)
+    prompt = tokenizer.encode(prompt_text) if prompt_text else np.array([tokenizer.start_id])
     block_size = model.config.block_size
     if len(prompt) > block_size:
         print(f"note: the prompt has {len(prompt)} tokens; the model sees its last {block_size}",
@@ -50,7 +50,7 @@ def run(args):
             print(f"--- sample {sample + 1} ---", file=out, flush=True)
         tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache)
-        write_stream(prompt, tokens, StreamDecoder(tokenizer.decode), out)
+        write_stream(prompt, tokens, StreamDecoder(tokenizer.shown), out)
     return 0
 
 
@@ -84,4 +84,4 @@ def _read_prompt(args):
             raise UsageError(f"cannot read prompt file {args.prompt_file}: {exc.strerror or exc}") from None
     else:
         data = args.prompt.encode("utf-8", errors="surrogateescape")
-    return data or b"\n"
+    return data

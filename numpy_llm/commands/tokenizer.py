@@ -22,8 +22,9 @@ from ..bench.tokenizer import format_tokenizer_table, run_tokenizer_bench
 from ..bpe_train import train_bpe
 from ..data import open_corpus
 from ..errors import UsageError
+from ..files import atomic_write, check_writable
 from ..token_data import encode_file
-from ..tokenizer_files import load_tokenizer, save_tokenizer
+from ..tokenizer_files import TOKENIZER_FILES, load_tokenizer, save_tokenizer
 
 
 def configure(parser):
@@ -69,25 +70,28 @@ def _bench(args):
         raise UsageError("--repeats and --workers must be at least 1, the vocabulary sizes above 256")
     for path in (args.data, args.encode_data or args.data):
         open_corpus(path)                                    # a missing or empty file: one line, before anything
+    if args.json is not None:
+        _refuse_existing([args.json], overwrite=False)
+        check_writable(args.json)
     record = run_tokenizer_bench(args.data, args.encode_data or args.data, args.vocab_size, args.encode_vocab_size,
                                  args.repeats, args.workers, log=_log)
     print(f"medians of {args.repeats}, alternating; {record['bytes_per_token']:.2f} bytes per token")
     print(format_tokenizer_table(record))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
+        atomic_write(args.json, lambda f: f.write(json.dumps(record, indent=1).encode()))
     return 0
 
 
 def _train(args):
     special = args.special if args.special is not None else [ENDOFTEXT]
-    if len(set(special)) != len(special) or not all(special):
-        raise UsageError("--special tokens must be distinct and not empty")
+    if len(set(special)) != len(special) or not all(len(text) > 1 for text in special):
+        raise UsageError("--special tokens must be distinct and longer than one character (a single one is a byte's token)")
     if not 256 + len(special) <= args.vocab_size <= 1 << 20:
         raise UsageError(f"--vocab-size must be between {256 + len(special)} (the bytes and special tokens) "
                          f"and {1 << 20}, not {args.vocab_size}")
-    _refuse_existing([os.path.join(args.out, name) for name in ("vocab.json", "merges.txt", "tokenizer.json")],
-                     args.overwrite)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; give the folder to write the tokenizer's files into")
+    _refuse_existing([os.path.join(args.out, name) for name in TOKENIZER_FILES], args.overwrite)
     data = bytes(open_corpus(args.data))
     start = time.perf_counter()
     tok = train_bpe(data, args.vocab_size, special, progress=_progress(start))
@@ -106,7 +110,12 @@ def _encode(args):
         raise UsageError(f"--out must name a .npy file, not {args.out}")
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be at least 1, not {args.workers}")
-    _refuse_existing([args.out], args.overwrite)
+    if os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a folder; give the .npy file to write")
+    parent = os.path.dirname(os.path.abspath(args.out))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise UsageError(f"--out {args.out}: {parent} is a file, not a folder")
+    _refuse_existing([args.out, args.out + ".json"], args.overwrite)
     tok = load_tokenizer(args.tokenizer)
     open_corpus(args.data)                                   # a missing or empty file: one line, before anything
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -197,6 +197,6 @@ def _shared_run(world, start, xp_name):
 
 def _print_sample(run, n_tokens):
     print("--- sample ---", file=sys.stderr, flush=True)
-    tokens = generate(run.model, run.tokenizer.encode("\n"), n_tokens, temperature=0.8, top_k=40,
+    tokens = generate(run.model, [run.tokenizer.start_id], n_tokens, temperature=0.8, top_k=40,
                       rng=np.random.default_rng(run.settings.seed))
-    write_stream([], tokens, StreamDecoder(run.tokenizer.decode), sys.stdout)
+    write_stream([], tokens, StreamDecoder(run.tokenizer.shown), sys.stdout)

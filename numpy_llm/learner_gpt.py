@@ -127,9 +127,9 @@ def train_learner(modules, config, settings, train_data):
     return losses
 
 
-def run_capstone(capstone, modules, folder, data=None):
-    """Refuse a failing piece, wire the rest, train both models; returns (reference, learner) losses."""
-    refuse_failing(modules, folder)
+def run_capstone(capstone, modules, data=None):
+    """Wire the learner's pieces (refuse_failing has passed them) and train both models; returns
+    (reference, learner) losses."""
     wire(modules)
     train_data, _ = split_train_val(open_corpus(data), capstone.settings.val_frac, capstone.config.block_size,
                                     data or BUILTIN_NAME)

@@ -57,6 +57,7 @@ def test_a_tiny_staircase_trains_every_step_beside_the_baselines():
 
 
 def test_the_command_draws_the_picture_and_prints_the_table(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
     monkeypatch.setitem(experiment_command.ALL, "staircase", TINY)       # its sizes: the test's are tiny
     out = tmp_path / "staircase.png"
     assert main(["experiment", "staircase", "--steps", "1", "--workers", "1", "--out", str(out)]) == 0

@@ -21,7 +21,7 @@ from gradcheck.exercises import grade_file, load
 from ..errors import UsageError
 from ..experiment_bpe import BPE, draw_timed, print_timed_table, run_bpe_experiment, save_timed_curves
 from ..experiments import EXPERIMENTS, LEARNER_BLOCK, draw, run_experiment, save_curves
-from ..learner_gpt import LEARNER_GPT, load_pieces, run_capstone, save_and_draw
+from ..learner_gpt import LEARNER_GPT, load_pieces, refuse_failing, run_capstone, save_and_draw
 from ..plots import pyplot
 from ..runner import available_cores, check_workers, default_workers
 from ..staircase import STAIRCASE, draw_staircase, print_staircase_table, run_staircase, save_staircase
@@ -90,11 +90,11 @@ def run(args):
     if args.exercises is not None and not is_capstone:
         raise UsageError("--exercises is for the learner-gpt experiment")
     block = None if own_block else learner_block(args.block or DEFAULT_BLOCK)
+    if is_capstone:                             # (grades the learner's files before it asks for matplotlib)
+        return run_learner_gpt(experiment, args, out, curves_path)
     pyplot()                                    # matplotlib missing: said after the flags, before training
     if is_bpe:
         return run_timed(experiment, args, workers, out, curves_path)
-    if is_capstone:
-        return run_learner_gpt(experiment, args, out, curves_path)
     if is_staircase:
         return run_stairs(experiment, args, workers, out, curves_path)
     settings, curves = run_experiment(experiment, args.steps, args.data, args.seed, workers, block)
@@ -123,7 +123,10 @@ def run_learner_gpt(capstone, args, out, curves_path):
     folder = args.exercises or "exercises"
     settings = {name: value for name, value in (("steps", args.steps), ("seed", args.seed)) if value is not None}
     capstone = replace(capstone, settings=replace(capstone.settings, **settings))
-    reference, learner = run_capstone(capstone, load_pieces(folder), folder, args.data)
+    pieces = load_pieces(folder)
+    refuse_failing(pieces, folder)              # the learner's pieces first, then matplotlib, then training
+    pyplot()
+    reference, learner = run_capstone(capstone, pieces, args.data)
     save_and_draw(out, curves_path, capstone, reference, learner)
     gap = max(abs(a - b) for a, b in zip(reference, learner))
     print(f"{capstone.name}: {capstone.title}; {steps(capstone.settings.steps)}")

@@ -185,3 +185,20 @@ def test_init_from_crops_the_positions_to_a_smaller_block_size(hf_gpt2, tmp_path
     capsys.readouterr()
     assert main([*flags, "--block-size", "129", "--ckpt", str(tmp_path / "long.npz")]) == 2
     assert "--block-size must be between 1 and the 128 positions" in capsys.readouterr().err
+
+
+def test_two_ranks_fine_tune_the_folder_as_one_process(hf_gpt2, tmp_path):
+    from test_distributed import MPI_READY, MPIEXEC, clean_env, losses
+    if not MPI_READY and not os.environ.get("NUMPY_LLM_REQUIRE_MPI"):
+        pytest.skip("needs mpiexec and mpi4py (pip install -e .[mpi])")
+    folder, _ = hf_gpt2
+    text = tmp_path / "text.txt"
+    text.write_bytes(bytes(builtin_sample()))
+    train = [sys.executable, os.path.join(REPO, "cli.py"), "train", "--init-from", str(folder), "--data", str(text),
+             "--block-size", "32", "--batch-size", "4", "--eval-iters", "2", "--steps", "4", "--eval-interval", "2",
+             "--log-interval", "1", "--dropout", "0", "--sample-tokens", "0", "--workers", "1"]
+    for launcher, name in (([], "one.npz"), ([MPIEXEC, "-n", "2"], "two.npz")):
+        result = subprocess.run([*launcher, *train, "--ckpt", str(tmp_path / name)], capture_output=True, text=True,
+                                env=clean_env(), timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_allclose(losses(tmp_path / "two.npz"), losses(tmp_path / "one.npz"), rtol=1e-5)

@@ -4,7 +4,7 @@ compared with, and the idle and priming around every timed call.
 One training step is exactly what training does per optimizer step (:class:`NumpyTrainer`):
 
     loss, grads = runner.loss_and_grads(x, y)        # runner.py: ThreadRunner(model, workers)
-    clip_grads(grads, GRAD_CLIP)
+    clip_grads_on_device(grads, GRAD_CLIP)           # on the device, no host read: as train.train_step
     optimizer.step(model.params, grads, LR)          # numpy_llm.optim.AdamW
 
 It runs as training does: with ``workers`` data-parallel threads (default one per core on
@@ -36,7 +36,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..model import TinyTransformerLM
-from ..optim import clip_grads
+from ..optim import clip_grads_on_device
 from ..runner import ThreadRunner
 from .configs import GRAD_CLIP, LR, TRAINING
 
@@ -130,7 +130,7 @@ class NumpyTrainer:
 
     def step(self):
         loss, grads = self.runner.loss_and_grads(self.x, self.y)
-        clip_grads(grads, GRAD_CLIP)
+        clip_grads_on_device(grads, GRAD_CLIP)
         self.optimizer.step(self.model.params, grads, LR)
         self.last_loss = loss                    # a 0-d device array: no sync inside the timing
         return loss

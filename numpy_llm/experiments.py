@@ -123,18 +123,25 @@ class ArmRunner(ThreadRunner):
         return super().loss_and_grads(idx, targets, self.dropout_rng)
 
 
+def prepared(settings, block_size, steps=None, data=None, seed=None):
+    """(settings, train part, validation part) of an experiment: its settings with the command
+    line's ``steps``, ``data`` and ``seed`` where given, evaluated EVALS times, and the data split."""
+    overrides = {name: value for name, value in (("steps", steps), ("data", data), ("seed", seed))
+                 if value is not None}
+    settings = replace(settings, **overrides)
+    settings = replace(settings, eval_interval=max(1, settings.steps // EVALS))
+    train_data, val_data = split_train_val(open_corpus(settings.data), settings.val_frac, block_size,
+                                           settings.data or BUILTIN_NAME)
+    return settings, train_data, val_data
+
+
 def run_experiment(experiment, steps=None, data=None, seed=None, workers=1, learner_block=None, log=None):
     """Train both arms of ``experiment``; returns (settings used, [baseline Curve, variant Curve]).
 
     ``steps``, ``data``, ``seed`` override the experiment's; ``learner_block`` is the block of an
     arm whose block is LEARNER_BLOCK (post-ln: the learner's exercise)."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    overrides = {name: value for name, value in (("steps", steps), ("data", data), ("seed", seed))
-                 if value is not None}
-    settings = replace(experiment.settings, **overrides)
-    settings = replace(settings, eval_interval=max(1, settings.steps // EVALS))
-    train_data, val_data = split_train_val(open_corpus(settings.data), settings.val_frac,
-                                           experiment.config.block_size, settings.data or BUILTIN_NAME)
+    settings, train_data, val_data = prepared(experiment.settings, experiment.config.block_size, steps, data, seed)
     curves = []
     for arm in (experiment.baseline, experiment.variant):
         block = learner_block if arm.block is LEARNER_BLOCK else arm.block

@@ -25,10 +25,9 @@ import numpy as np
 
 from .backend import Backend
 from .baselines import baselines
-from .data import BUILTIN_NAME, open_corpus, split_train_val
 from .errors import UsageError
 from .evaluate import evaluate as evaluate_all
-from .experiments import EVALS, train_curve
+from .experiments import prepared, train_curve
 from .model import GPT2_BLOCK, Block, ModelConfig, TinyTransformerLM
 from .params import init_params
 from .plots import pyplot, save_png
@@ -90,12 +89,7 @@ def build_model(staircase, stage, seed, backend=None):
 def run_staircase(staircase, steps=None, data=None, seed=None, workers=1, log=None):
     """Train every step; returns (settings, [Curve], {baseline: bits/byte}, [final bits/byte])."""
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    overrides = {name: value for name, value in (("steps", steps), ("data", data), ("seed", seed))
-                 if value is not None}
-    settings = replace(staircase.settings, **overrides)
-    settings = replace(settings, eval_interval=max(1, settings.steps // EVALS))
-    train_data, val_data = split_train_val(open_corpus(settings.data), settings.val_frac,
-                                           staircase.config.block_size, settings.data or BUILTIN_NAME)
+    settings, train_data, val_data = prepared(staircase.settings, staircase.config.block_size, steps, data, seed)
     counted = {name: result.bits_per_byte for name, result in baselines(train_data, val_data).items()}
     curves, finals = [], []
     for stage in staircase.stages:

@@ -16,7 +16,8 @@ The model is a pure function of (params, batch), so shares share nothing but the
 parameters: no locks, and NumPy releases Python's GIL inside its large array operations
 (ufuncs, matmul, reductions; not einsum), so the threads really run at once.  BLAS is
 single-threaded while they run (blas.py).  Shares are sized to fit the CPU caches
-(``count_shares``), so there are usually several per worker.
+(``count_shares``), so there are usually several per worker; not where a worker's running sum of
+their gradients would cost more memory than the smaller shares save (``ThreadRunner.shares``).
 
 With shares s = 1..S of b_s rows each (sum b_s = B), each share's loss is the mean over its
 own b_s T positions, so the batch's mean loss and its gradient are the weighted sums
@@ -45,6 +46,7 @@ import numpy as np
 
 from .blas import blas_threads, set_blas_threads, single_threaded_blas
 from .errors import InvalidSetting
+from .memory_budget import activation_count, param_count
 
 SHARE_SIZE = 3 * 2 ** 16         # activation numbers (rows x T x C) per share, see count_shares
 _pools = {}                      # worker count -> ThreadPoolExecutor, created once
@@ -133,10 +135,22 @@ class ThreadRunner:
     def check_replicas(self, params, step):
         pass
 
-    def shares(self, batch_size):
-        """The batch's rows, cut into the shares the workers run."""
-        row_size = self.model.config.block_size * self.model.config.n_embd
-        return split_batch(batch_size, count_shares(batch_size, row_size, self.workers))
+    def shares(self, batch_size, gradients=False):
+        """The batch's rows, cut into the shares the workers run.
+
+        A worker that runs several shares for their ``gradients`` holds a running sum of them
+        beside the share's own: one set of gradients more per worker, which the smaller shares
+        must repay in activations.  Where they do not (GPT-2 124M, 4 rows of 256 on 2 workers:
+        cutting a worker's 2 rows in two frees 87M activation numbers and costs 124M), each
+        worker runs its rows as one share."""
+        config = self.model.config
+        n_shares = count_shares(batch_size, config.block_size * config.n_embd, self.workers)
+        if gradients and n_shares > self.workers:
+            rows_per_worker, rows_per_share = math.ceil(batch_size / self.workers), math.ceil(batch_size / n_shares)
+            freed = activation_count(config, rows_per_worker) - activation_count(config, rows_per_share)
+            if freed <= param_count(config):
+                n_shares = self.workers
+        return split_batch(batch_size, n_shares)
 
     def loss(self, idx, targets):
         def share_loss(rows, _):
@@ -149,7 +163,7 @@ class ThreadRunner:
 
         def share_loss_and_grads(rows, share_rng):
             return self.model.loss_and_grads(idx[rows], targets[rows], share_rng)
-        return run_shares(share_loss_and_grads, self.shares(len(idx)), self.workers, rng)
+        return run_shares(share_loss_and_grads, self.shares(len(idx), gradients=True), self.workers, rng)
 
 
 def _pool(workers):

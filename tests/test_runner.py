@@ -3,6 +3,7 @@ the batch split over worker threads must give the single-batch loss and gradient
 to 1e-12, only the summation order differs), weighted by share size when the shares are unequal,
 reproducibly with dropout."""
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -43,6 +44,19 @@ def test_share_count_is_one_for_one_worker_and_a_multiple_of_the_workers_otherwi
     assert runner.count_shares(3, row, 4) == 3      # never more shares than rows
     assert runner.count_shares(10, 1, 4) == 4       # small rows: one share per worker
     assert runner.count_shares(10, runner.SHARE_SIZE, 4) == 8   # 10 wanted: 8 keeps the workers even
+
+
+@needs_blas_control
+@pytest.mark.parametrize("sizes, batch_size, several", [
+    (dict(n_layer=4, n_head=4, n_embd=128, block_size=128), 32, True),              # the default model
+    (dict(n_layer=6, n_head=6, n_embd=384, block_size=256), 16, True),              # the small bench model
+    (dict(n_layer=12, n_head=12, n_embd=768, block_size=256, vocab_size=50257), 4, False)])   # GPT-2 124M
+def test_a_worker_runs_several_shares_only_where_they_save_more_memory_than_their_gradient_sum_costs(
+        sizes, batch_size, several):
+    stand_in = SimpleNamespace(config=ModelConfig(**sizes), backend=SimpleNamespace(name="numpy"))
+    split = ThreadRunner(stand_in, workers=2)
+    assert len(split.shares(batch_size)) > 2                          # the loss alone: cut for the caches
+    assert (len(split.shares(batch_size, gradients=True)) > 2) == several
 
 
 @needs_blas_control

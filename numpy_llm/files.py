@@ -7,6 +7,7 @@
 
 Every write is atomic: the file is written under a temporary name in the same folder, flushed
 to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
+Files that belong together (a tokenizer's four) are all written before any is renamed.
 """
 import contextlib
 import os
@@ -30,7 +31,29 @@ def run_files(ckpt_path):
 def atomic_write(path, write):
     """Call write(file) on a temporary file beside ``path``, then rename it into place.  A symbolic
     link is written through: its target gets the new contents, the link stays a link."""
-    path = os.path.realpath(path)
+    atomic_write_all({path: write})
+
+
+def atomic_write_all(writes):
+    """atomic_write for files that belong together, ``{path: write}``: every file is written in
+    full under its temporary name first, and only then are they renamed into place, one after
+    another; a stop while writing leaves the old set whole (only the renames can be cut apart)."""
+    written = {}
+    try:
+        for path, write in writes.items():
+            path = os.path.realpath(path)
+            written[path] = _write_temporary(path, write)
+        for path, tmp_path in written.items():
+            os.replace(tmp_path, path)
+    except BaseException:
+        for tmp_path in written.values():
+            if os.path.exists(tmp_path):
+                os.remove(tmp_path)
+        raise
+
+
+def _write_temporary(path, write):
+    """write(file) on a new temporary file beside ``path``, flushed to the disk; its name."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=os.path.splitext(path)[1], dir=folder)
     try:
@@ -39,11 +62,10 @@ def atomic_write(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())     # the permissions any new file gets (not mkstemp's 0600)
-        os.replace(tmp_path, path)
     except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+        os.remove(tmp_path)
         raise
+    return tmp_path
 
 
 def temporary_prefix(path):

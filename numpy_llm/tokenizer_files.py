@@ -19,7 +19,7 @@ import numpy as np
 
 from .bpe import ENDOFTEXT, Tokenizer
 from .errors import UsageError
-from .files import atomic_write
+from .files import atomic_write_all
 
 _PRINTABLE = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
 _OTHERS = [b for b in range(256) if b not in _PRINTABLE]
@@ -117,7 +117,8 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
 
 
 def save_tokenizer(tok, folder, max_length=1024):
-    """Write TOKENIZER_FILES into ``folder``; ``max_length``: the model's positions (transformers'
+    """Write TOKENIZER_FILES into ``folder``, as one set (a stop while writing leaves the folder's
+    earlier files as they were: files.atomic_write_all); ``max_length``: the model's positions (transformers'
     model_max_length).  UsageError when a special token is spelled like another token (the
     files name each token by its string, so the two would be one)."""
     vocab = {token_string(tok.vocab[i]): i for i in range(tok.vocab_size) if i not in tok.special.values()}
@@ -144,8 +145,8 @@ def save_tokenizer(tok, folder, max_length=1024):
             "tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "model_max_length": max_length,
             "bos_token": end, "eos_token": end, "unk_token": end}),
     }
-    for name, text in files.items():                 # (in TOKENIZER_FILES' order)
-        atomic_write(os.path.join(folder, name), lambda f, text=text: f.write(text.encode("utf-8")))
+    atomic_write_all({os.path.join(folder, name): lambda f, text=text: f.write(text.encode("utf-8"))
+                      for name, text in files.items()})
 
 
 def tokenizer_arrays(tok):

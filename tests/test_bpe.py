@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from numpy_llm import tokenizer as byte_tokenizer
+from numpy_llm import files, tokenizer as byte_tokenizer
 from numpy_llm.bpe import BYTES, ENDOFTEXT, Tokenizer, merge, pre_split
 from numpy_llm.bpe_train import train_bpe
 from numpy_llm.errors import UsageError
@@ -231,3 +231,20 @@ def test_decode_refuses_ids_outside_the_vocabulary():
         with pytest.raises(ValueError, match="token ids must be in 0 .. 269"):
             tok.decode(bad)
     assert tok.decode([tok.special[ENDOFTEXT], 65], skip_special=True) == tok.vocab[65]
+
+
+def test_a_write_cut_off_leaves_the_earlier_tokenizer_files_whole(tmp_path, monkeypatch):
+    """The four files are one tokenizer: a stop while the third is written changes none of them
+    (vocab.json and merges.txt, already written in full, are not renamed into place alone)."""
+    save_tokenizer(train_bpe(varied_text(5_000, seed=7), 270), str(tmp_path))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    write_in_full = files._write_temporary
+
+    def stopped_at_tokenizer_json(path, write):
+        if path.endswith("tokenizer.json"):
+            raise KeyboardInterrupt
+        return write_in_full(path, write)
+    monkeypatch.setattr(files, "_write_temporary", stopped_at_tokenizer_json)
+    with pytest.raises(KeyboardInterrupt):
+        save_tokenizer(train_bpe(varied_text(5_000, seed=8), 290), str(tmp_path))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before      # no temporary left either

@@ -1,17 +1,22 @@
-"""The layers, in the order a learner meets them; each is a ``*_forward`` / ``*_backward`` pair.
+"""The layers, one module each, in the order a learner meets them; each is a ``*_forward`` /
+``*_backward`` pair:
 
     forward(inputs..., params...) -> (out, cache)        cache: a named tuple (cache.py)
     backward(dout, cache)         -> (dinput, {param_name: grad})
 
-Every layer's backward only reads its cache; cache.py states the contract.
+    embedding       token and position embeddings
+    linear          x W + b
+    softmax         rows of scores to probabilities
+    attention       causal self-attention: one head's core, then the heads split and merged
+    gelu            GPT-2's tanh GELU
+    mlp             widen to 4C, GELU, project back
+    layernorm       each position to mean 0, variance 1, then scaled and shifted
+    dropout         inverted dropout
+    block           the pre-LayerNorm transformer block
+    cross_entropy   the mean negative log-probability of the next token
+    lm_head         the head tied to the token embedding, with the loss, chunk by chunk
+
+Every layer's backward only reads its cache; cache.py states the contract.  kernels.py names the
+steps that have faster implementations (numpy_llm/fast, numpy_llm/cuda); the plain math here is
+the default.
 """
-from .embedding import embedding_backward, embedding_forward
-from .linear import linear_backward, linear_forward
-from .layernorm import layernorm_backward, layernorm_forward
-from .gelu import gelu_backward, gelu_forward
-from .dropout import dropout_backward, dropout_forward
-from .attention import (causal_attention_backward, causal_attention_forward,
-                        self_attention_backward, self_attention_forward)
-from .mlp import mlp_backward, mlp_forward
-from .block import block_backward, block_forward
-from .cross_entropy import cross_entropy_backward, cross_entropy_forward

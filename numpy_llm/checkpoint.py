@@ -28,7 +28,7 @@ from .bpe import BYTES, Tokenizer
 from .checkpoint_file import CheckpointArrays
 from .checkpoint_meta import check_meta, model_config
 from .errors import UsageError
-from .files import atomic_write, check_readable_file
+from .files import atomic_write, check_readable_file, parse_json
 from .memory_budget import check_fits, generation_bytes, param_count, training_bytes
 from .model import TinyTransformerLM, param_shapes
 from .optim import AdamW
@@ -74,10 +74,7 @@ def read_checkpoint(file, path):
     arrays = CheckpointArrays(file, path)
     if "meta" not in arrays:
         raise UsageError(f"{path} is not a numpy_llm checkpoint (no 'meta' entry)")
-    try:
-        meta = json.loads(arrays.read_text("meta"))
-    except json.JSONDecodeError:
-        raise UsageError(f"{path} is not a readable numpy_llm checkpoint (its meta is not JSON)") from None
+    meta = parse_json(arrays.read_text("meta"), f"{path}'s meta")
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise UsageError(f"{path} has checkpoint format {version!r}; this version reads format {FORMAT_VERSION}")

@@ -30,6 +30,7 @@ import numpy as np
 from .bpe import BYTES, ENDOFTEXT
 from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
+from .files import check_replaceable, read_json, umask
 from .memory_budget import check_fits, param_count
 from .model import ModelConfig, param_shapes
 from .tokenizer_files import load_tokenizer, save_tokenizer
@@ -105,7 +106,10 @@ def export_hf(params, config, out_dir, overwrite=False, tokenizer=BYTES):
         for name in (WEIGHTS_FILE, CONFIG_FILE):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
+            os.chmod(os.path.join(tmp, name), 0o666 & ~umask())       # as any new file (not a temporary's 0600)
         if os.path.isdir(out_dir):
+            for name in os.listdir(tmp):                # every file is replaceable before the first is replaced
+                check_replaceable(os.path.join(out_dir, name))
             for name in os.listdir(tmp):
                 os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
         else:
@@ -140,7 +144,7 @@ def import_hf(model_dir):
             f"'{model_dir}')\"" if pickled else " (a sharded folder is not read here; save it as one shard)"))
     try:
         tensors = safetensors.numpy.load_file(path)
-    except (OSError, TypeError, safetensors.SafetensorError) as exc:      # TypeError: bfloat16, unknown to NumPy
+    except (OSError, TypeError, AttributeError, safetensors.SafetensorError) as exc:   # bfloat16, float8: unknown to NumPy
         raise UsageError(f"{path} is not a safetensors file NumPy can read ({exc})") from None
     tensors = {key.removeprefix("transformer."): t for key, t in tensors.items()
                if not key.endswith(IGNORED_SUFFIXES)}
@@ -210,13 +214,9 @@ def read_weights(path, flags=None):
 
 
 def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{path} not found (is it a Hugging Face model folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is not readable JSON ({exc})") from None
+    if not os.path.lexists(path):
+        raise UsageError(f"{path} not found (is it a Hugging Face model folder?)")
+    value = read_json(path, "model file")
     if not isinstance(value, dict):
         raise UsageError(f"{path} is not a JSON object")
     return value

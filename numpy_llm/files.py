@@ -10,6 +10,7 @@ to disk, then renamed over the target, so a crash mid-write never leaves a broke
 Files that belong together (a tokenizer's four) are all written before any is renamed.
 """
 import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -38,10 +39,12 @@ def atomic_write_all(writes):
     """atomic_write for files that belong together, ``{path: write}``: every file is written in
     full under its temporary name first, and only then are they renamed into place, one after
     another; a stop while writing leaves the old set whole (only the renames can be cut apart)."""
+    paths = {os.path.realpath(path): write for path, write in writes.items()}
+    for path in paths:
+        check_replaceable(path)
     written = {}
     try:
-        for path, write in writes.items():
-            path = os.path.realpath(path)
+        for path, write in paths.items():
             written[path] = _write_temporary(path, write)
         for path, tmp_path in written.items():
             os.replace(tmp_path, path)
@@ -61,7 +64,7 @@ def _write_temporary(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())     # the permissions any new file gets (not mkstemp's 0600)
+        os.chmod(tmp_path, 0o666 & ~umask())     # the permissions any new file gets (not mkstemp's 0600)
     except BaseException:
         os.remove(tmp_path)
         raise
@@ -84,7 +87,7 @@ def remove_stale_temporaries(ckpt_path):
                     os.remove(os.path.join(folder, name))
 
 
-def _umask():
+def umask():
     mask = os.umask(0o022)          # reading the umask means setting it: set it straight back
     os.umask(mask)
     return mask
@@ -92,6 +95,53 @@ def _umask():
 
 FILE_KINDS = {stat.S_ISFIFO: "FIFO (named pipe)", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device",
               stat.S_ISSOCK: "socket"}
+
+
+def check_replaceable(path):
+    """UsageError unless ``path`` is absent or a regular file: a write renames a new file over it,
+    which would replace a folder's place, a device or a pipe (and, as root, /dev/zero itself)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is a directory, not a file: refusing to replace it")
+    kind = next((name for is_kind, name in FILE_KINDS.items() if is_kind(mode)), None)
+    if kind is not None:
+        raise UsageError(f"{path} is a {kind}, not a regular file: refusing to replace it")
+
+
+def read_json(path, what):
+    """The JSON value in the regular file ``path``; UsageError (one line, naming it as ``what``)
+    for anything else: a pipe or device, bytes that are not UTF-8, text that is not JSON."""
+    return parse_json(read_text(path, what), f"{what} {path}")
+
+
+def read_text(path, what):
+    """The UTF-8 text of the regular file ``path``; UsageError (one line, naming it as ``what``)
+    for a pipe or device, a file that cannot be read, bytes that are not UTF-8."""
+    check_readable_file(path, what)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path} ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+
+
+def parse_json(text, what):
+    """json.loads(text), with every way it can fail as one UsageError naming ``what``: invalid
+    JSON, nesting deeper than Python's recursion allows, an integer of more than 4300 digits."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+        raise UsageError(f"{what} is not usable JSON ({reason})") from None
 
 
 def check_readable_file(path, what):
@@ -114,15 +164,16 @@ def check_readable_file(path, what):
         raise UsageError(f"cannot read {what} {path}: permission denied")
 
 
-def check_writable(path):
-    """UsageError unless a file can be created in ``path``'s folder (before a run computes for an hour)."""
+def check_writable(path, what="checkpoints"):
+    """UsageError unless a file can be created in ``path``'s folder (before a run computes for an
+    hour); ``what`` names what is to be written there."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise UsageError(f"cannot write checkpoints to {folder} ({exc.strerror or exc})") from None
+        raise UsageError(f"cannot write {what} to {folder} ({exc.strerror or exc})") from None
 
 
 def refuse_overwrite(path, overwrite):

@@ -52,6 +52,9 @@ class TrainSettings:
         for name in POSITIVE_INTS:
             if getattr(self, name) < 1:
                 raise InvalidSetting(name, f"must be a positive integer, not {getattr(self, name)}")
+        for name in ("data", "val_data", "tokenizer"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise InvalidSetting(name, f"must be a path, not {getattr(self, name)!r}")
         ranges = [("lr", self.lr > 0, "must be positive"),
                   ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, --lr]"),
                   ("warmup_steps", self.warmup_steps >= 0, "must be 0 or more"),

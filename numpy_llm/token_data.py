@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +24,8 @@ import numpy as np
 
 from .data import BUILTIN_NAME, open_corpus, split_train_val
 from .errors import UsageError
-from .files import atomic_write, temporary_prefix
+from .files import atomic_write_all, read_json, temporary_prefix
+from .stopping import STOP_SIGNALS
 
 PIECE_BYTES = 4 << 20
 CHECK_CHUNK = 1 << 24                # ids read at a time when checking a .npy's range
@@ -49,6 +51,9 @@ def load_tokens(path, tok, log=None):
             f"tokenizer, once{f'; the ids go to {cache}' if cache else ''}")
     if cache is None:
         return tok.encode(bytes(corpus))
+    for own_file in (cache, cache + ".json"):   # a link named like the cache is replaced, never written through
+        if os.path.islink(own_file):
+            os.remove(own_file)
     try:
         encode_file(tok, path, cache, log=log)
     except OSError as exc:                     # a read-only folder: encode in memory, every time
@@ -93,8 +98,8 @@ def encode_file(tok, path, out, workers=None, log=None):
     try:
         with open(raw_path, "wb") as raw, contextlib.ExitStack() as stack:
             if workers > 1:
-                pool = stack.enter_context(ProcessPoolExecutor(workers, initializer=_start_worker,
-                                                               initargs=(tok, path)))
+                pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(tok, path))
+                stack.callback(pool.shutdown, cancel_futures=True)      # a stop waits for no pending piece
                 encoded = pool.map(_encode_piece, pieces)
             else:
                 encoded = (tok.encode(bytes(corpus[start:end])) for start, end in pieces)
@@ -104,14 +109,13 @@ def encode_file(tok, path, out, workers=None, log=None):
                 if log and time.monotonic() - shown > 2 and done + 1 < len(pieces):
                     shown = time.monotonic()
                     log(f"  encoded {pieces[done][1] / len(corpus):6.1%} of {path}: {n_tokens:,} tokens so far")
-        atomic_write(out, lambda f: _write_npy(f, raw_path, np.dtype(tok.dtype), n_tokens))
+        record = {"tokenizer": tok.fingerprint(), "vocab_size": tok.vocab_size, "bytes": len(corpus),
+                  "tokens": n_tokens, "source": os.path.abspath(path), "source_mtime_ns": os.stat(path).st_mtime_ns}
+        atomic_write_all({out: lambda f: _write_npy(f, raw_path, np.dtype(tok.dtype), n_tokens),
+                          out + ".json": lambda f: f.write(json.dumps(record).encode())})
     finally:
         if os.path.exists(raw_path):
             os.remove(raw_path)
-    stat = os.stat(path)
-    record = {"tokenizer": tok.fingerprint(), "vocab_size": tok.vocab_size, "bytes": len(corpus),
-              "tokens": n_tokens, "source": os.path.abspath(path), "source_mtime_ns": stat.st_mtime_ns}
-    atomic_write(out + ".json", lambda f: f.write(json.dumps(record).encode()))
     if log:
         log(f"{len(corpus):,} bytes -> {n_tokens:,} tokens ({len(corpus) / max(n_tokens, 1):.3f} bytes per token)")
     return n_tokens
@@ -144,6 +148,8 @@ _worker = {}             # in a worker process of encode_file: its tokenizer and
 
 
 def _start_worker(tok, path):
+    for signum in STOP_SIGNALS:             # a stop is the parent's to handle: it cancels the pieces left
+        signal.signal(signum, signal.SIG_IGN)
     _worker.update(tok=tok, text=np.memmap(path, dtype=np.uint8, mode="r"))
 
 
@@ -161,9 +167,8 @@ def _cache_is_fresh(cache, path):
 
 def _record(ids_path):
     try:
-        with open(ids_path + ".json", encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
+        record = read_json(ids_path + ".json", "token ids record")
+    except UsageError:
         return None
     return record if isinstance(record, dict) else None
 

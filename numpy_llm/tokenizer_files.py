@@ -19,7 +19,7 @@ import numpy as np
 
 from .bpe import ENDOFTEXT, Tokenizer
 from .errors import UsageError
-from .files import atomic_write_all
+from .files import atomic_write_all, parse_json, read_json, read_text
 
 _PRINTABLE = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
 _OTHERS = [b for b in range(256) if b not in _PRINTABLE]
@@ -58,8 +58,8 @@ def _check_types(vocab, merges, special, source):
     """UsageError unless vocab and special map strings to whole-number ids and each merge is two strings."""
     is_id = lambda value: type(value) is int and value >= 0                  # (True and 2.0 are not ids)
     for what, table in (("vocabulary", vocab), ("special tokens", special)):
-        if not isinstance(table, dict) or not all(isinstance(k, str) and is_id(v) for k, v in table.items()):
-            raise UsageError(f"{source}: its {what} must map each token to a whole-number id")
+        if not isinstance(table, dict) or not all(isinstance(k, str) and k and is_id(v) for k, v in table.items()):
+            raise UsageError(f"{source}: its {what} must map each token (not empty) to a whole-number id")
     bad = next((m for m in merges if len(m) != 2 or not all(isinstance(part, str) for part in m)), None)
     if bad is not None:
         raise UsageError(f"{source}: a merge must be two tokens, not {' '.join(map(str, bad))!r}")
@@ -76,9 +76,9 @@ def load_tokenizer(folder):
     vocab_path, merges_path = (os.path.join(folder, name) for name in ("vocab.json", "merges.txt"))
     if not (os.path.exists(vocab_path) and os.path.exists(merges_path)):
         raise UsageError(f"{folder} holds no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
-    vocab = _read_json(vocab_path)
-    with _open_text(merges_path) as f:
-        lines = [line.rstrip("\r\n") for line in f if line.strip() and not line.startswith("#version")]
+    vocab = read_json(vocab_path, "tokenizer file")
+    lines = [line.rstrip("\r") for line in read_text(merges_path, "tokenizer file").split("\n")
+             if line.strip() and not line.startswith("#version")]
     merges = [tuple(line.split(" ")) for line in lines]
     _check_types(vocab, merges, {}, folder)
     single_bytes = set(BYTE_TO_CHAR.values())
@@ -89,7 +89,7 @@ def load_tokenizer(folder):
 
 def _read_tokenizer_json(path):
     try:
-        return _tokenizer_from_spec(_read_json(path), path)
+        return _tokenizer_from_spec(read_json(path, "tokenizer file"), path)
     except (KeyError, TypeError, AttributeError) as exc:          # a field missing, or of the wrong kind
         raise UsageError(f"{path} is not a tokenizer.json this reads ({type(exc).__name__}: {exc})") from None
 
@@ -164,24 +164,9 @@ def tokenizer_from_arrays(arrays, source):
     if "tokenizer/merges" not in arrays:
         return Tokenizer()
     try:
+        special = parse_json(str(arrays["tokenizer/special"]), f"{source}'s special tokens")
+        _check_types({}, [], special, source)
         return Tokenizer(arrays["tokenizer/merges"].tolist(), arrays["tokenizer/byte_ids"].tolist(),
-                         arrays["tokenizer/merged_ids"].tolist(), json.loads(str(arrays["tokenizer/special"])))
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                         arrays["tokenizer/merged_ids"].tolist(), special)
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise UsageError(f"{source} holds an unusable tokenizer ({type(exc).__name__}: {exc})") from None
-
-
-def _read_json(path):
-    try:
-        with _open_text(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path} is not UTF-8 text") from None
-
-
-def _open_text(path):
-    try:
-        return open(path, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path} ({exc.strerror or exc})") from None

@@ -19,6 +19,7 @@ from numpy_llm import checkpoint, metrics_log, run_lock
 from numpy_llm import trainer as trainer_module
 from numpy_llm.checkpoint import load_checkpoint, load_run
 from numpy_llm.cli import main
+from numpy_llm.data import builtin_sample
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "4",
@@ -121,7 +122,7 @@ CRAFTED = {   # case -> (changed members, the command: "generate" or "resume", w
     "complex parameter": ({WTE: npy(np.zeros((256, 16), np.complex64))}, "generate", "not floats"),
     "NaN parameter": ({WTE: npy(np.full((256, 16), np.nan, np.float32))}, "generate", "non-finite"),
     "no meta": ({"meta.npy": None}, "generate", "no 'meta'"),
-    "meta not JSON": ({"meta.npy": npy(np.array("{oops"))}, "generate", "not JSON"),
+    "meta not JSON": ({"meta.npy": npy(np.array("{oops"))}, "generate", "not valid JSON"),
     "meta a float array": ({"meta.npy": npy(np.zeros(3))}, "generate", "not a string"),
     "model n_layer 10^9": ("model", {"n_layer": 10 ** 9}, "memory"),
     "model n_embd a string": ("model", {"n_embd": "x"}, "model.n_embd"),
@@ -132,6 +133,8 @@ CRAFTED = {   # case -> (changed members, the command: "generate" or "resume", w
     "adam step null": ("meta", {"adam_step": None}, "adam_step"),
     "best loss x": ("meta", {"best_val_loss": "x"}, "best_val_loss"),
     "saved steps abc": ("train", {"steps": "abc"}, "train.steps"),
+    "saved data a number": ("train", {"data": 5}, "train.data"),
+    "meta nested too deeply": ({"meta.npy": npy(np.array("[" * 100000 + "]" * 100000))}, "generate", "nested"),
     "dtype float16": ("meta", {"dtype": "float16"}, "dtype"),
     "NaN first moment": ({"adam_m/wte.npy": npy(np.full((256, 16), np.nan, np.float32))}, "resume", "non-finite"),
     "negative second moment": ({"adam_v/wte.npy": npy(np.full((256, 16), -1.0, np.float32))}, "resume", "negative"),
@@ -382,3 +385,153 @@ def test_a_signal_while_the_modules_load_is_one_line(tmp_path, entry, delay):
     finally:
         run.kill()
     assert run.returncode in (0, 130) and "Traceback" not in err, err
+
+
+# The tokenizer's files and commands (BPE), and Hugging Face folders.
+
+DEEP_JSON = "[" * 100000 + "]" * 100000
+LONG_NUMBER = '{"a": ' + "9" * 5000 + "}"
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    """(folder, text file, tokenizer folder) of a 300-token BPE trained by the command line."""
+    pytest.importorskip("regex")
+    folder = tmp_path_factory.mktemp("bpe")
+    (folder / "text.txt").write_bytes(bytes(builtin_sample()[:60000]))
+    assert main(["tokenizer", "train", "--data", str(folder / "text.txt"), "--vocab-size", "300",
+                 "--out", str(folder / "tok")]) == 0
+    return folder, folder / "text.txt", folder / "tok"
+
+
+def damaged_tokenizer(tmp_path, bpe, damage):
+    """A copy of the tokenizer folder, damaged: (its path)."""
+    _, _, tok = bpe
+    copy = tmp_path / "tok"
+    shutil.copytree(tok, copy)
+    if damage == "deep tokenizer.json":
+        (copy / "tokenizer.json").write_text(DEEP_JSON)
+    elif damage == "5000-digit number":
+        (copy / "tokenizer.json").write_text(LONG_NUMBER)
+    elif damage == "merges not UTF-8":
+        (copy / "tokenizer.json").unlink()
+        with open(copy / "merges.txt", "ab") as f:
+            f.write(b"\xff x\n")
+    elif damage == "vocab.json a FIFO":
+        (copy / "tokenizer.json").unlink()
+        (copy / "vocab.json").unlink()
+        os.mkfifo(copy / "vocab.json")
+    elif damage == "empty special token":
+        spec = json.loads((copy / "tokenizer.json").read_text())
+        spec["added_tokens"][0]["content"] = ""
+        (copy / "tokenizer.json").write_text(json.dumps(spec))
+    return copy
+
+
+@pytest.mark.parametrize("damage, word", [("deep tokenizer.json", "nested too deeply"),
+                                          ("5000-digit number", "not usable JSON"),
+                                          ("merges not UTF-8", "not UTF-8"), ("vocab.json a FIFO", "FIFO"),
+                                          ("empty special token", "not empty")])
+def test_a_damaged_tokenizer_folder_is_one_line(tmp_path, capsys, bpe, damage, word):
+    _, text, _ = bpe
+    tok = damaged_tokenizer(tmp_path, bpe, damage)
+    before = snapshot(tok)
+    assert_one_line(*run_cli(capsys, "tokenizer", "encode", "--tokenizer", tok, "--data", text,
+                             "--out", tmp_path / "ids.npy"), 2, word)
+    assert snapshot(tok) == before and not (tmp_path / "ids.npy").exists()
+
+
+@pytest.mark.parametrize("out, special, word", [("text.txt/tok", [], "Not a directory"), ("", [], "empty"),
+                                                 ("tok2", ["--special", "\udcff\udcfe"], "printable")])
+def test_tokenizer_train_refuses_a_bad_out_or_special_before_training(capsys, bpe, out, special, word):
+    folder, text, _ = bpe
+    argv = ["tokenizer", "train", "--data", text, "--vocab-size", "300", *special,
+            "--out", folder / out if out else ""]
+    assert_one_line(*run_cli(capsys, *argv), 2, word)
+    assert not (folder / "tok2").exists()
+
+
+def test_overwrite_never_replaces_a_folder_and_leaves_the_set_whole(tmp_path, capsys, bpe):
+    """A folder in the place of one of the files: refused before any file of the set is replaced."""
+    _, text, tok = bpe
+    out = tmp_path / "tok"
+    shutil.copytree(tok, out)
+    (out / "tokenizer.json").unlink()
+    (out / "tokenizer.json").mkdir()
+    before = snapshot(out)
+    assert_one_line(*run_cli(capsys, "tokenizer", "train", "--data", text, "--vocab-size", "280",
+                             "--out", out, "--overwrite"), 2, "directory")
+    assert snapshot(out) == before
+    (tmp_path / "ids.npy").write_bytes(b"an earlier file")
+    (tmp_path / "ids.npy.json").mkdir()
+    assert_one_line(*run_cli(capsys, "tokenizer", "encode", "--tokenizer", tok, "--data", text,
+                             "--out", tmp_path / "ids.npy", "--overwrite"), 2, "directory")
+    assert (tmp_path / "ids.npy").read_bytes() == b"an earlier file"
+
+
+def test_a_link_named_like_the_ids_cache_is_replaced_not_written_through(tmp_path, capsys, bpe):
+    _, text, tok = bpe
+    data = tmp_path / "text.txt"
+    shutil.copy(text, data)
+    flags = [*TINY, "--tokenizer", str(tok), "--data", str(data), "--steps", "1"]
+    assert main(["train", *flags, "--ckpt", str(tmp_path / "a.npz")]) == 0
+    cache = next(tmp_path.glob("text.txt.*.tokens.npy"))
+    cache.unlink()
+    (tmp_path / "mine.txt").write_text("precious")
+    cache.symlink_to(tmp_path / "mine.txt")
+    assert main(["train", *flags, "--ckpt", str(tmp_path / "b.npz")]) == 0
+    assert (tmp_path / "mine.txt").read_text() == "precious" and not cache.is_symlink()
+
+
+def test_a_bpe_checkpoint_with_an_infinite_special_id_is_one_line(tmp_path, capsys, bpe):
+    folder, text, tok = bpe
+    ckpt = tmp_path / "bpe.npz"
+    assert main(["train", *TINY, "--tokenizer", str(tok), "--data", str(text), "--steps", "1", "--ckpt", str(ckpt)]) == 0
+    with zipfile.ZipFile(ckpt) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    path = crafted(tmp_path, members, {"tokenizer/special.npy": npy(np.array('{"<|endoftext|>": Infinity}'))})
+    capsys.readouterr()
+    assert_one_line(*run_cli(capsys, *GENERATE, "--ckpt", path), 2, "special tokens")
+
+
+@pytest.mark.parametrize("case", ["deep config.json", "float8 tensor"])
+def test_a_hugging_face_folder_nested_too_deeply_or_of_float8_is_one_line(tmp_path, capsys, trained, case):
+    out = hf_folder(tmp_path, trained)
+    if case == "deep config.json":
+        (out / "config.json").write_text(DEEP_JSON)
+    else:
+        raw = (out / "model.safetensors").read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+        header["transformer.ln_f.bias"].update(dtype="F8_E4M3", shape=[64])     # 16 float32 = 64 bytes
+        encoded = json.dumps(header).encode()
+        (out / "model.safetensors").write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + n:])
+    capsys.readouterr()
+    before = snapshot(out)
+    assert_one_line(*run_cli(capsys, "export", "--from-hf", out, "--out", tmp_path / "back.npz"), 2)
+    assert snapshot(out) == before and not (tmp_path / "back.npz").exists()
+
+
+def test_export_overwrite_replaces_no_file_when_one_cannot_be_replaced(tmp_path, capsys, trained):
+    folder, _ = trained
+    out = hf_folder(tmp_path, trained)
+    (out / "config.json").unlink()
+    (out / "config.json").mkdir()
+    capsys.readouterr()
+    before = snapshot(out)
+    assert_one_line(*run_cli(capsys, "export", "--ckpt", folder / "ckpt.npz", "--out", out, "--overwrite"),
+                    2, "directory")
+    assert snapshot(out) == before
+
+
+def test_encoding_workers_ignore_the_stop_signals_the_parent_handles():
+    """A Ctrl-C reaches every process of the terminal's group: the encoding workers leave it to
+    the parent (which cancels the pieces left), so no worker prints a traceback."""
+    from numpy_llm import token_data
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        token_data._start_worker(None, __file__)
+        assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in previous)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

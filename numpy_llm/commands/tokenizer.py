@@ -22,7 +22,7 @@ from ..bench.tokenizer import format_tokenizer_table, run_tokenizer_bench
 from ..bpe_train import train_bpe
 from ..data import open_corpus
 from ..errors import UsageError
-from ..files import atomic_write, check_writable
+from ..files import atomic_write, check_replaceable, check_writable
 from ..token_data import encode_file
 from ..tokenizer_files import TOKENIZER_FILES, load_tokenizer, save_tokenizer
 
@@ -71,8 +71,9 @@ def _bench(args):
     for path in (args.data, args.encode_data or args.data):
         open_corpus(path)                                    # a missing or empty file: one line, before anything
     if args.json is not None:
-        _refuse_existing([args.json], overwrite=False)
-        check_writable(args.json)
+        if os.path.lexists(args.json):
+            raise UsageError(f"--json {args.json} already exists; name a new file")
+        check_writable(args.json, "the record")
     record = run_tokenizer_bench(args.data, args.encode_data or args.data, args.vocab_size, args.encode_vocab_size,
                                  args.repeats, args.workers, log=_log)
     print(f"medians of {args.repeats}, alternating; {record['bytes_per_token']:.2f} bytes per token")
@@ -89,9 +90,15 @@ def _train(args):
     if not 256 + len(special) <= args.vocab_size <= 1 << 20:
         raise UsageError(f"--vocab-size must be between {256 + len(special)} (the bytes and special tokens) "
                          f"and {1 << 20}, not {args.vocab_size}")
+    unwritable = next((text for text in special if not text.isprintable()), None)    # (argv's undecodable bytes too)
+    if unwritable is not None:
+        raise UsageError(f"--special {unwritable!r} is not printable text")
+    if not args.out:
+        raise UsageError("--out is empty; give the folder to write the tokenizer's files into")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file; give the folder to write the tokenizer's files into")
     _refuse_existing([os.path.join(args.out, name) for name in TOKENIZER_FILES], args.overwrite)
+    check_writable(os.path.join(args.out, TOKENIZER_FILES[0]), "the tokenizer")
     data = bytes(open_corpus(args.data))
     start = time.perf_counter()
     tok = train_bpe(data, args.vocab_size, special, progress=_progress(start))
@@ -125,6 +132,8 @@ def _encode(args):
 
 
 def _refuse_existing(paths, overwrite):
+    for path in paths:                  # a folder, pipe or device is never replaced, --overwrite or not
+        check_replaceable(path)
     existing = [path for path in paths if os.path.exists(path)]
     if existing and not overwrite:
         raise UsageError(f"{', '.join(existing)} already exist{'s' * (len(existing) == 1)}; pass --overwrite to replace")

@@ -12,13 +12,13 @@ whole text at once; the pieces are encoded by a pool of processes, one per core.
 """
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import signal
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -97,10 +97,9 @@ def encode_file(tok, path, out, workers=None, log=None):
     n_tokens, shown = 0, time.monotonic()
     try:
         with open(raw_path, "wb") as raw, contextlib.ExitStack() as stack:
-            if workers > 1:
-                pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(tok, path))
-                stack.callback(pool.shutdown, cancel_futures=True)      # a stop waits for no pending piece
-                encoded = pool.map(_encode_piece, pieces)
+            if workers > 1:                 # (leaving the block, even by a stop, ends the workers at once)
+                pool = stack.enter_context(multiprocessing.Pool(workers, _start_worker, (tok, path)))
+                encoded = pool.imap(_encode_piece, pieces)
             else:
                 encoded = (tok.encode(bytes(corpus[start:end])) for start, end in pieces)
             for done, ids in enumerate(encoded):
@@ -148,8 +147,11 @@ _worker = {}             # in a worker process of encode_file: its tokenizer and
 
 
 def _start_worker(tok, path):
-    for signum in STOP_SIGNALS:             # a stop is the parent's to handle: it cancels the pieces left
-        signal.signal(signum, signal.SIG_IGN)
+    """A worker process of encode_file.  A stop is its parent's to handle: Ctrl-C and a hang-up,
+    which reach the terminal's whole process group, are ignored here (no worker traceback); the
+    parent ends the workers with SIGTERM, which ends them quietly."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.SIG_IGN)
     _worker.update(tok=tok, text=np.memmap(path, dtype=np.uint8, mode="r"))
 
 

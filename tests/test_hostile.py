@@ -1,6 +1,8 @@
 """Hostile input: crafted checkpoints and Hugging Face folders, flags and paths no one should give,
 a full disk under every file a run writes, and signals at odd moments.  Each case ends in one
 line on stderr (no traceback) with exit code 1 or 2, and changes no file that existed before."""
+import base64
+import contextlib
 import errno
 import io
 import json
@@ -526,12 +528,34 @@ def test_export_overwrite_replaces_no_file_when_one_cannot_be_replaced(tmp_path,
 
 def test_encoding_workers_ignore_the_stop_signals_the_parent_handles():
     """A Ctrl-C reaches every process of the terminal's group: the encoding workers leave it to
-    the parent (which cancels the pieces left), so no worker prints a traceback."""
+    the parent (which ends them with SIGTERM, their default action: quietly), so no worker prints
+    a traceback."""
     from numpy_llm import token_data
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         token_data._start_worker(None, __file__)
-        assert all(signal.getsignal(signum) == signal.SIG_IGN for signum in previous)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_a_long_text_is_encoded_ends_at_once_in_one_line(tmp_path, bpe, delay):
+    """SIGINT to the whole process group (a terminal's Ctrl-C) while the encoding pool starts or
+    runs: exit 130 within seconds, one line, no worker left behind and no file written."""
+    _, _, tok = bpe
+    text = tmp_path / "long.txt"
+    text.write_bytes(base64.encodebytes(np.random.default_rng(0).bytes(12 << 20)))
+    run = subprocess.Popen([sys.executable, "cli.py", "tokenizer", "encode", "--tokenizer", str(tok), "--data",
+                            str(text), "--out", str(tmp_path / "ids.npy"), "--workers", "2"], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        subprocess.run(["sleep", str(delay)], timeout=5)
+        os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=20)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130 and errors(err) == ["stopped by SIGINT"], err
+    assert sorted(os.listdir(tmp_path)) == ["long.txt"]

@@ -42,8 +42,9 @@ def open_corpus(path):
     return np.memmap(path, dtype=np.uint8, mode="r")
 
 
-def split_train_val(corpus, val_frac, block_size, name="data"):
-    """The last val_frac of the bytes is validation; both parts must hold a full window."""
+def split_train_val(corpus, val_frac, block_size, name="data", unit="bytes"):
+    """The last val_frac of the ids (bytes, or ``unit``: "tokens") is validation; both parts must
+    hold a full window."""
     if not 0.0 < val_frac < 1.0:
         raise UsageError(f"--val-frac must be between 0 and 1 (exclusive), not {val_frac}")
     n = len(corpus)
@@ -53,8 +54,8 @@ def split_train_val(corpus, val_frac, block_size, name="data"):
     for split, part in (("training", train), ("validation", val)):
         if len(part) < need:
             total = need / min(val_frac, 1.0 - val_frac)
-            bigger = f"a file of at least {math.ceil(total)} bytes, " if total < 2 ** 63 else ""
-            raise UsageError(f"{name} is too short: its {split} split has {len(part)} bytes but "
+            bigger = f"a text of at least {math.ceil(total)} {unit}, " if total < 2 ** 63 else ""
+            raise UsageError(f"{name} is too short: its {split} split has {len(part)} {unit} but "
                              f"block_size {block_size} needs at least {need}; use {bigger}a smaller "
                              f"--block-size, or another --val-frac")
     return train, val

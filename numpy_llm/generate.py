@@ -33,8 +33,9 @@ def last_logits(model, context_ids, kv_cache=None):
 
 
 def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, top_p=None,
-             rng=None, use_cache=True):
-    """Yield max_new_tokens new byte ids (ints), one at a time, continuing prompt_ids (1-D, non-empty).
+             rng=None, use_cache=True, stop_id=None):
+    """Yield max_new_tokens new token ids (ints), one at a time, continuing prompt_ids (1-D, non-empty);
+    fewer when ``stop_id`` (a tokenizer's end of text) comes: it is the last one yielded.
 
     ``rng``: a NumPy Generator (needed unless temperature is 0)."""
     block_size = model.config.block_size
@@ -55,17 +56,22 @@ def generate(model, prompt_ids, max_new_tokens, *, temperature=1.0, top_k=None, 
         tokens.append(token)
         pending = [token]
         yield token
+        if token == stop_id:
+            return
 
 
 def write_stream(prompt_ids, new_ids, decoder, out):
     """Write the prompt, then each new token as soon as it completes a character (``decoder``, a
-    tokenizer.StreamDecoder), to the text stream ``out``; a newline ends it."""
+    tokenizer.StreamDecoder), to the text stream ``out``; a newline ends it.  Returns the new ids."""
     out.write(decoder.feed(prompt_ids))
     out.flush()
+    written = []
     for token in new_ids:
+        written.append(token)
         text = decoder.feed([token])
         if text:
             out.write(text)
             out.flush()
     out.write(decoder.flush() + "\n")
     out.flush()
+    return written

@@ -69,7 +69,7 @@ def datasets(settings, tok, block_size, log=None):
     tokens = load_tokens(settings.data, tok, log)
     name = settings.data or BUILTIN_NAME
     if settings.val_data is None:
-        train, val = split_train_val(tokens, settings.val_frac, block_size, name)
+        train, val = split_train_val(tokens, settings.val_frac, block_size, name, "bytes" if tok.is_bytes else "tokens")
     else:
         train, val = tokens, load_tokens(settings.val_data, tok, log)
         for part, path in ((train, name), (val, settings.val_data)):

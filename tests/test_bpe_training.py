@@ -11,7 +11,7 @@ import pytest
 from numpy_llm import token_data
 from numpy_llm.backend import Backend
 from numpy_llm.bpe import ENDOFTEXT
-from numpy_llm.checkpoint import load_checkpoint, load_model
+from numpy_llm.checkpoint import load_checkpoint, load_model, save_checkpoint
 from numpy_llm.cli import main
 from numpy_llm.data import builtin_sample
 from numpy_llm.generate import generate
@@ -248,3 +248,23 @@ def test_ids_beyond_the_vocabulary_and_a_damaged_cache(corpus, tmp_path, capsys)
     next(tmp_path.glob("text.txt.*.tokens.npy")).unlink()            # the record stays, the ids are gone
     assert train(tmp_path / "c.npz", "--tokenizer", str(tok_dir), "--data", str(data), "--steps", "1") == 0
     assert "encoding" in capsys.readouterr().err
+
+
+def test_generate_stops_at_end_of_text_as_transformers_does_unless_told_not_to(bpe_ckpt, corpus, tmp_path, capsys):
+    """A model whose every next token is <|endoftext|> (the final LayerNorm's output is its bias,
+    and that token's embedding points along it): one token, then a note; --no-stop goes on."""
+    model, meta, tok = load_model(str(bpe_ckpt), Backend("numpy", "float32"))
+    end = tok.special[ENDOFTEXT]
+    params = {name: np.array(p) for name, p in model.params.items()}
+    params["ln_f.gamma"][:] = 0
+    params["ln_f.beta"][:] = 1
+    params["wte"][end] = 10
+    ended = tmp_path / "ended.npz"
+    save_checkpoint(str(ended), params, meta, tokenizer=tok)
+    capsys.readouterr()
+    assert main(["generate", "--ckpt", str(ended), "--prompt", "ROMEO:", "--max-new-tokens", "5", "--temperature", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "ROMEO:\n" and f"stopped at {ENDOFTEXT} after 1 tokens" in captured.err
+    assert main(["generate", "--ckpt", str(ended), "--prompt", "ROMEO:", "--max-new-tokens", "5", "--temperature", "0",
+                 "--no-stop"]) == 0
+    assert "stopped" not in capsys.readouterr().err

@@ -132,3 +132,12 @@ def test_cli_bad_input_exits_2(ckpt, tmp_path, capsys, flags, message):
     assert main(["generate", *base, *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and message in err
+
+
+def test_generation_stops_at_the_stop_token_and_yields_it_last():
+    model = model_with_signal("float64", seed=2)
+    prompt = np.frombuffer(b"abc", dtype=np.uint8)
+    free = list(generate(model, prompt, 20, temperature=0))
+    stop = free[4]
+    stopped = list(generate(model, prompt, 20, temperature=0, stop_id=stop))
+    assert stopped == free[:free.index(stop) + 1] and len(stopped) < 20

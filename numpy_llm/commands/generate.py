@@ -5,6 +5,7 @@ import sys
 import numpy as np
 
 from ..backend import Backend
+from ..bpe import ENDOFTEXT
 from ..checkpoint import load_model
 from ..errors import UsageError
 from ..files import check_readable_file
@@ -28,6 +29,9 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=1337, help="random seed: the same seed gives the same text")
     parser.add_argument("--num-samples", type=int, default=1, help="independent samples to print")
     add_array_module_flags(parser)
+    parser.add_argument("--no-stop", action="store_true",
+                        help=f"go on past the end-of-text token {ENDOFTEXT} of a BPE model (default: stop there, "
+                             f"as transformers' generate does)")
     parser.add_argument("--no-cache", action="store_true",
                         help="recompute the whole context for every token instead of using the KV cache")
 
@@ -44,13 +48,16 @@ def run(args):
     print(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters)",
           file=sys.stderr)
     rng = np.random.default_rng(args.seed)
+    stop_id = None if args.no_stop else tokenizer.special.get(ENDOFTEXT)
     out = sys.stdout
     for sample in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {sample + 1} ---", file=out, flush=True)
-        tokens = generate(model, prompt, args.max_new_tokens, temperature=args.temperature,
-                          top_k=args.top_k, top_p=args.top_p, rng=rng, use_cache=not args.no_cache)
-        write_stream(prompt, tokens, StreamDecoder(tokenizer.shown), out)
+        new_ids = generate(model, prompt, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                           top_p=args.top_p, rng=rng, use_cache=not args.no_cache, stop_id=stop_id)
+        tokens = write_stream(prompt, new_ids, StreamDecoder(tokenizer.shown), out)
+        if tokens and tokens[-1] == stop_id:
+            print(f"(stopped at {ENDOFTEXT} after {len(tokens)} tokens; --no-stop goes on)", file=sys.stderr)
     return 0
 
 

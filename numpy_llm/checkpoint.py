@@ -18,6 +18,7 @@ generate on a CPU.
 import io
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,9 @@ def checkpoint_arrays(params, optimizer=None, tokenizer=BYTES):
 def load_checkpoint(path):
     """Open a checkpoint: (its arrays, read when asked for: checkpoint_file.CheckpointArrays, meta dict);
     UsageError if it is not one."""
+    if os.path.isfile(os.path.join(path, "config.json")):
+        raise UsageError(f"{path} is a Hugging Face model folder, not a checkpoint: python cli.py export "
+                         f"--from-hf {path} --out model.npz makes one (train --init-from takes the folder itself)")
     check_readable_file(path, "checkpoint")
     return read_checkpoint(path, path)
 

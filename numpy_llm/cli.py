@@ -36,13 +36,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's default in its help, once: a help text that names its own default keeps it as written."""
+
+    def _get_help_string(self, action):
+        return action.help if "default" in (action.help or "") else super()._get_help_string(action)
+
+
 def build_parser(prog="cli.py"):
     parser = Parser(prog=prog, description="numpy_llm: GPT-2 in NumPy with handwritten gradients "
                                            "(bytes or a BPE tokenizer).")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, help_text in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=DefaultsFormatter)
         command.set_defaults(module=_command_module(name))
         _command_module(name).configure(command)
     return parser

@@ -23,17 +23,15 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import replace
 
 import numpy as np
 
 from .bpe import BYTES, ENDOFTEXT
-from .checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays
 from .errors import UsageError
 from .files import check_replaceable, read_json, umask
 from .memory_budget import check_fits, param_count
 from .model import ModelConfig, param_shapes
-from .tokenizer_files import load_tokenizer, save_tokenizer
+from .tokenizer_files import TOKENIZER_FILES, load_tokenizer, save_tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 LOCAL_NAMES = {"gamma": "weight", "beta": "bias", "w_qkv": "c_attn.weight", "b_qkv": "c_attn.bias",
@@ -123,7 +121,7 @@ def _check_target_dir(out_dir, overwrite):
         raise UsageError(f"--out {out_dir} is a file, not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
         raise UsageError(f"{out_dir} exists and is not empty; pass --overwrite to replace its "
-                         f"{WEIGHTS_FILE} and {CONFIG_FILE}")
+                         f"{WEIGHTS_FILE}, {CONFIG_FILE} and tokenizer files ({', '.join(TOKENIZER_FILES)})")
 
 
 def import_hf(model_dir):
@@ -131,6 +129,8 @@ def import_hf(model_dir):
     UsageError for one that is not a GPT-2 this model runs exactly (a vocabulary other than its
     tokenizer's, another activation or LayerNorm epsilon, untied embeddings, ...)."""
     safetensors = _safetensors()
+    if os.path.isfile(model_dir):
+        raise UsageError(f"{model_dir} is a file; give the Hugging Face model folder that holds it")
     hf = _read_json(os.path.join(model_dir, CONFIG_FILE))
     tokenizer = hf_tokenizer(model_dir, hf.get("vocab_size", GPT2_DEFAULTS["vocab_size"]))
     config = config_from_hf(hf, model_dir, tokenizer.vocab_size)
@@ -145,7 +145,10 @@ def import_hf(model_dir):
     try:
         tensors = safetensors.numpy.load_file(path)
     except (OSError, TypeError, AttributeError, safetensors.SafetensorError) as exc:   # bfloat16, float8: unknown to NumPy
-        raise UsageError(f"{path} is not a safetensors file NumPy can read ({exc})") from None
+        hint = (f"; save it in float32 once with python -c \"import torch, transformers as t; t.GPT2LMHeadModel."
+                f"from_pretrained('{model_dir}', torch_dtype=torch.float32).save_pretrained('{model_dir}')\""
+                if "bfloat16" in str(exc) or "float8" in str(exc) else "")
+        raise UsageError(f"{path} is not a safetensors file NumPy can read ({exc}){hint}") from None
     tensors = {key.removeprefix("transformer."): t for key, t in tensors.items()
                if not key.endswith(IGNORED_SUFFIXES)}
     head = tensors.pop("lm_head.weight", None)
@@ -185,32 +188,6 @@ def _one_float_dtype(params):
     if all(p.dtype == np.float64 for p in params.values()):
         return params
     return {name: p.astype(np.float32, copy=False) for name, p in params.items()}
-
-
-def read_weights(path, flags=None):
-    """(params, ModelConfig, Tokenizer) from a Hugging Face GPT-2 folder or a numpy_llm checkpoint file.
-
-    ``flags`` (ModelConfig field -> value, from ``train --init-from``) must not contradict the
-    stored sizes (UsageError); a ``dropout`` among them replaces the stored one, and a smaller
-    ``block_size`` keeps the first rows of ``wpe`` (GPT-2's 1024 positions cropped to what a CPU
-    fine-tune can afford: positions are absolute, so the first ones mean what they meant)."""
-    if os.path.isdir(path):
-        params, config, tokenizer = import_hf(path)
-    else:
-        arrays, meta = load_checkpoint(path)
-        config = config_from_meta(meta, path)
-        params, tokenizer = params_from_arrays(arrays, config, path), checked_tokenizer(arrays, config, path)
-    flags = dict(flags or {})
-    block_size = flags.pop("block_size", config.block_size)
-    if not 1 <= block_size <= config.block_size:
-        raise UsageError(f"--block-size must be between 1 and the {config.block_size} positions {path} was "
-                         f"trained with, not {block_size}")
-    for name, value in flags.items():
-        if name != "dropout" and value != getattr(config, name):
-            raise UsageError(f"--{name.replace('_', '-')} {value} does not match {path}'s {getattr(config, name)}; "
-                             f"--init-from takes the model's sizes from it (drop the flag)")
-    params = dict(params, wpe=params["wpe"][:block_size])
-    return params, replace(config, dropout=flags.get("dropout", config.dropout), block_size=block_size), tokenizer
 
 
 def _read_json(path):

@@ -54,7 +54,7 @@ def configure(parser):
     bench.add_argument("--vocab-size", type=int, default=4096, help="tokens trained on --data (default: 4096)")
     bench.add_argument("--encode-data", default=None,
                        help="the UTF-8 text to train --encode-vocab-size tokens on and encode (default: --data)")
-    bench.add_argument("--encode-vocab-size", type=int, default=50257, help="(default: 50257, GPT-2's)")
+    bench.add_argument("--encode-vocab-size", type=int, default=50257, help="tokens trained on --encode-data for the encoding and decoding timings (default: 50257, GPT-2's)")
     bench.add_argument("--repeats", type=int, default=3, help="times each library runs each part (default: 3)")
     bench.add_argument("--workers", type=int, default=2, help="cores of the large-file encoding (default: 2)")
     bench.add_argument("--json", default=None, metavar="PATH", help="also write the record as JSON to PATH")

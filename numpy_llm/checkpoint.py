@@ -61,6 +61,12 @@ def checkpoint_arrays(params, optimizer=None, tokenizer=BYTES):
     return arrays
 
 
+def step_text(meta):
+    """How a checkpoint's meta names its training: "step N", or "imported weights" (export --from-hf:
+    no run here trained them)."""
+    return f"step {meta['step']}" if "step" in meta else "imported weights"
+
+
 def load_checkpoint(path):
     """Open a checkpoint: (its arrays, read when asked for: checkpoint_file.CheckpointArrays, meta dict);
     UsageError if it is not one."""

@@ -205,7 +205,7 @@ def config_from_hf(hf, where, tokens=256):
     c = {**GPT2_DEFAULTS, **hf}
     checks = [
         (c["model_type"] == "gpt2", f"model_type is {c['model_type']!r}, not 'gpt2'"),
-        (c["vocab_size"] == tokens, f"vocab_size is {c['vocab_size']}, but its tokenizer has {tokens} tokens"),
+        (c["vocab_size"] == tokens, f"vocab_size is {c['vocab_size']!r}, but its tokenizer has {tokens} tokens"),
         (c["activation_function"] in GELU_TANH,
          f"activation_function is {c['activation_function']!r}, not one of {', '.join(GELU_TANH)}"),
         (c["layer_norm_epsilon"] == 1e-5, f"layer_norm_epsilon is {c['layer_norm_epsilon']}, not 1e-05"),

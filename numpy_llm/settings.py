@@ -37,7 +37,7 @@ class TrainSettings:
     save_interval: int = setting(0, "also checkpoint every this many steps between evaluations (0: off)")
     eval_iters: int = setting(20, "batches averaged per evaluation")
     log_interval: int = setting(10, "log a line every this many steps")
-    val_frac: float = setting(0.1, "fraction of the data (its end) held out for validation")
+    val_frac: float = setting(0.1, "fraction of the data (its end) held out for validation (unused with --val-data)")
     seed: int = setting(1337, "random seed (initialisation, batches, dropout)")
     data: Optional[str] = setting(None, "training text (any file: read as raw bytes), or its token ids (.npy) "
                                         "from python cli.py tokenizer encode; default: the built-in Shakespeare sample")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from ..backend import DEFAULT_DTYPE, DTYPES, Backend
-from ..checkpoint import load_model
+from ..checkpoint import load_model, step_text
 from ..data import BUILTIN_NAME, split_train_val
 from ..errors import UsageError
 from ..evaluate import evaluate, window_plan
@@ -53,7 +53,7 @@ def run(args):
     block_size = model.config.block_size
     unit = "bytes" if tokenizer.is_bytes else "tokens"
     window_plan(len(data), block_size, args.stride)          # refuses a too-short text or a bad stride
-    _log(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters); "
+    _log(f"loaded {args.ckpt} ({step_text(meta)}, {model.num_params():,} parameters); "
          f"scoring {len(data) - 1:,} {unit} of {data_path or BUILTIN_NAME} ({args.split}) in windows of "
          f"{block_size}, stride {args.stride or block_size}")
     result = evaluate(model, data, args.stride, args.batch_size, _progress_printer(unit), tokenizer)

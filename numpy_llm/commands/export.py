@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from ..checkpoint import checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays, save_checkpoint
+from ..checkpoint import (checked_tokenizer, config_from_meta, load_checkpoint, params_from_arrays, save_checkpoint,
+                          step_text)
 from ..errors import UsageError
 from ..export import export_hf, import_hf
 
@@ -42,7 +43,7 @@ def _to_hf(args):
     config = config_from_meta(meta, ckpt)
     export_hf(params_from_arrays(arrays, config, ckpt), config, args.out, args.overwrite,
               checked_tokenizer(arrays, config, ckpt))
-    print(f"exported {ckpt} (step {meta.get('step', '?')}) to {args.out}/ (model.safetensors, config.json, "
+    print(f"exported {ckpt} ({step_text(meta)}) to {args.out}/ (model.safetensors, config.json, "
           f"the tokenizer's files)", file=sys.stderr)
     return 0
 

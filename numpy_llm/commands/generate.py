@@ -6,7 +6,7 @@ import numpy as np
 
 from ..backend import Backend
 from ..bpe import ENDOFTEXT
-from ..checkpoint import load_model
+from ..checkpoint import load_model, step_text
 from ..errors import UsageError
 from ..files import check_readable_file
 from ..generate import generate, write_stream
@@ -45,7 +45,7 @@ def run(args):
     if len(prompt) > block_size:
         print(f"note: the prompt has {len(prompt)} tokens; the model sees its last {block_size}",
               file=sys.stderr)
-    print(f"loaded {args.ckpt} (step {meta.get('step', '?')}, {model.num_params():,} parameters)",
+    print(f"loaded {args.ckpt} ({step_text(meta)}, {model.num_params():,} parameters)",
           file=sys.stderr)
     rng = np.random.default_rng(args.seed)
     stop_id = None if args.no_stop else tokenizer.special.get(ENDOFTEXT)

@@ -98,6 +98,14 @@ class TrainSettings:
                   f"the learning rate is still {after:.2e} at this step, but not after it")
         return f"warning: resuming at step {step} on another learning-rate schedule ({flags}): {effect}"
 
+    def warmup_warning(self):
+        """The warning line when the warmup does not end before the last step (None when it does):
+        the learning rate then never reaches --lr."""
+        if self.warmup_steps < self.steps:
+            return None
+        return (f"warning: --warmup-steps {self.warmup_steps} is not below --steps {self.steps}: the learning rate "
+                f"rises to {self.lr_at(self.steps - 1):.2e} at the last step and never reaches --lr {self.lr:.2e}")
+
     def batches_warning(self, saved):
         """The warning line when these settings resume a run saved with ``saved`` on other data, batch
         size or seed (None when they are the same): the run goes on, on batches it would not have drawn."""

@@ -433,3 +433,10 @@ def test_sigterm_stops_generation_with_one_line(tmp_path):
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
     assert rest.strip() == "stopped by SIGTERM"
+
+
+def test_a_warmup_that_outlasts_the_run_is_warned_of_with_the_rate_it_reaches():
+    from numpy_llm.settings import TrainSettings
+    assert TrainSettings(steps=600, warmup_steps=50).warmup_warning() is None
+    warning = TrainSettings(steps=20, warmup_steps=50, lr=1e-3).warmup_warning()
+    assert "--warmup-steps 50 is not below --steps 20" in warning and "rises to 4.00e-04" in warning

@@ -123,6 +123,8 @@ def _train(args, world, run, device_sum):
         log(f"resuming a run saved on {run.ranks} rank(s) on {runner.world_size}: the same batches and steps, "
             f"equal to float rounding")
     log(_start_line(args, run, runner, world, train_data, val_data))
+    if not args.resume and run.settings.warmup_warning():
+        log(run.settings.warmup_warning())
     try:
         outcome = run_training(run, runner, train_data, val_data, args.ckpt, log,
                                val_bytes_per_token=val_bytes / len(val_data))

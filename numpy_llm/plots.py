@@ -11,6 +11,7 @@ functions work on a machine without a display.  Without it they raise UsageError
 """
 import json
 import os
+import textwrap
 from typing import NamedTuple
 
 import numpy as np
@@ -186,7 +187,7 @@ def plot_attention(model, prompt_ids, out_png, tokenizer=BYTES):
     plt = pyplot()
     n_layer, n_head, T, _ = maps.shape
     cell = max(2.0, min(4.0, 0.16 * T + 0.8))
-    fig, axes = plt.subplots(n_layer, n_head, figsize=(cell * n_head + 1.2, cell * n_layer + 0.6),
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(max(cell * n_head + 1.2, 6.0), cell * n_layer + 0.6),
                              squeeze=False, constrained_layout={"h_pad": 0.1, "w_pad": 0.05})
     fontsize = 8 if T <= 24 else 6 if T <= 48 else 4
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")       # the masked future: light grey
@@ -208,6 +209,7 @@ def plot_attention(model, prompt_ids, out_png, tokenizer=BYTES):
                 ax.set_xlabel("key", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.4, label="attention probability")
     text = tokenizer.decode_text(ids).replace("\n", "\u23ce")
-    fig.suptitle(f"Attention over {text!r} (rows: query position, columns: key position)", fontsize=10)
+    title = f"Attention over {text!r} (rows: query position, columns: key position)"
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 11)), fontsize=10)    # ~11 characters an inch
     save_png(plt, fig, out_png)
     return out_png

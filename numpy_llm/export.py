@@ -142,34 +142,44 @@ def import_hf(model_dir):
             f" but a pytorch_model.bin, a pickle, which is not read here; convert it once with python -c "
             f"\"from transformers import GPT2LMHeadModel as M; M.from_pretrained('{model_dir}').save_pretrained("
             f"'{model_dir}')\"" if pickled else " (a sharded folder is not read here; save it as one shard)"))
+    wanted = {hf_name(name).removeprefix("transformer."): (name, shape) for name, shape in param_shapes(config).items()}
+    params, head = _read_tensors(safetensors, path, wanted, model_dir)
+    if head is not None and not np.array_equal(head, params["wte"]):
+        raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
+    return _one_float_dtype(params), config, tokenizer
+
+
+def _read_tensors(safetensors, path, wanted, model_dir):
+    """(params by registry name, lm_head.weight or None) from the safetensors file at ``path``;
+    ``wanted``: its key (without "transformer.") -> (registry name, shape).  Names and shapes are
+    checked from the file's header before a tensor is read; UsageError for anything else."""
     try:
-        tensors = safetensors.numpy.load_file(path)
+        with safetensors.safe_open(path, framework="numpy") as f:
+            keys = {key.removeprefix("transformer."): key for key in f.keys() if not key.endswith(IGNORED_SUFFIXES)}
+            unknown = sorted(set(keys) - set(wanted) - {"lm_head.weight"})
+            missing = sorted(set(wanted) - set(keys))
+            if unknown or missing:
+                raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {unknown[0]}" if unknown
+                                 else f"{path} lacks tensor {missing[0]}")
+            for key, (_, shape) in wanted.items():
+                if tuple(f.get_slice(keys[key]).get_shape()) != shape:
+                    raise UsageError(f"{path}: {key} has shape {tuple(f.get_slice(keys[key]).get_shape())}, "
+                                     f"expected {shape}")
+            tensors = {key: f.get_tensor(full) for key, full in keys.items()}
     except (OSError, TypeError, AttributeError, safetensors.SafetensorError) as exc:   # bfloat16, float8: unknown to NumPy
         hint = (f"; save it in float32 once with python -c \"import torch, transformers as t; t.GPT2LMHeadModel."
                 f"from_pretrained('{model_dir}', torch_dtype=torch.float32).save_pretrained('{model_dir}')\""
                 if "bfloat16" in str(exc) or "float8" in str(exc) else "")
         raise UsageError(f"{path} is not a safetensors file NumPy can read ({exc}){hint}") from None
-    tensors = {key.removeprefix("transformer."): t for key, t in tensors.items()
-               if not key.endswith(IGNORED_SUFFIXES)}
-    head = tensors.pop("lm_head.weight", None)
     params = {}
-    for name, shape in param_shapes(config).items():
-        key = hf_name(name).removeprefix("transformer.")
-        if key not in tensors:
-            raise UsageError(f"{path} lacks tensor {key}")
-        tensor = tensors.pop(key)
-        if tensor.shape != shape:
-            raise UsageError(f"{path}: {key} has shape {tensor.shape}, expected {shape}")
+    for key, (name, _) in wanted.items():
+        tensor = tensors[key]
         if tensor.dtype.kind != "f":                  # the checkpoint reader's rule: floats only
             raise UsageError(f"{path}: {key} holds {tensor.dtype} values, not floats")
         if not np.all(np.isfinite(tensor)):
             raise UsageError(f"{path}: {key} holds non-finite values")
         params[name] = tensor
-    if tensors:
-        raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {sorted(tensors)[0]}")
-    if head is not None and not np.array_equal(head, params["wte"]):
-        raise UsageError(f"{path}: lm_head.weight differs from wte; only a tied LM head is supported")
-    return _one_float_dtype(params), config, tokenizer
+    return params, tensors.get("lm_head.weight")
 
 
 def hf_tokenizer(model_dir, vocab_size):

@@ -7,7 +7,9 @@
 
 Every write is atomic: the file is written under a temporary name in the same folder, flushed
 to disk, then renamed over the target, so a crash mid-write never leaves a broken file behind.
-Files that belong together (a tokenizer's four) are all written before any is renamed.
+Files that belong together (a tokenizer's four) are all written before any is renamed.  Reads go
+through checks too: only a regular file is read (a pipe or device may never end), and a JSON
+file's every failure, nesting too deep included, is one UsageError (read_json).
 """
 import contextlib
 import json

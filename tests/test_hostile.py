@@ -559,3 +559,38 @@ def test_ctrl_c_while_a_long_text_is_encoded_ends_at_once_in_one_line(tmp_path, 
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 130 and errors(err) == ["stopped by SIGINT"], err
     assert sorted(os.listdir(tmp_path)) == ["long.txt"]
+
+
+def test_an_unknown_tensor_is_refused_from_the_header_before_any_tensor_is_read(tmp_path, capsys, trained,
+                                                                                 monkeypatch):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    import safetensors
+    out = hf_folder(tmp_path, trained)
+    tensors = safetensors_numpy.load_file(str(out / "model.safetensors"))
+    tensors["transformer.extra"] = np.zeros((512, 512), np.float32)
+    safetensors_numpy.save_file(tensors, str(out / "model.safetensors"))
+    opened, reads = safetensors.safe_open, []
+
+    class CountedReads:                      # safe_open, counting the tensors read
+        def __init__(self, *args, **kwargs):
+            self.file = opened(*args, **kwargs)
+
+        def __enter__(self):
+            self.inner = self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def get_tensor(self, key):
+            reads.append(key)
+            return self.inner.get_tensor(key)
+    monkeypatch.setattr(safetensors, "safe_open", CountedReads)
+    load_file = safetensors_numpy.load_file
+    monkeypatch.setattr(safetensors_numpy, "load_file", lambda *args: reads.append("every tensor") or load_file(*args))
+    capsys.readouterr()
+    assert_one_line(*run_cli(capsys, "export", "--from-hf", out, "--out", tmp_path / "back.npz"), 2, "extra")
+    assert reads == []

@@ -65,6 +65,7 @@ class Tokenizer:
         self.vocab = self._build_vocab()                              # id -> bytes
         self.ranks = {pair: (rank, new) for rank, (pair, new) in enumerate(zip(self.merges, self.merged_ids))}
         self.is_bytes = len(self.vocab) == 256 and self.byte_ids == list(range(256))   # chapter 1's tokenizer
+        self.unit = "bytes" if self.is_bytes else "tokens"     # what one id is called in messages
         specials = sorted(self.special, key=len, reverse=True)       # the longest first
         self._special_regex = re.compile("(" + "|".join(map(re.escape, specials)) + ")") if specials else None
         self._chunk_cache = {}

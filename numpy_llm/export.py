@@ -162,8 +162,9 @@ def _read_tensors(safetensors, path, wanted, model_dir):
                 raise UsageError(f"{path} holds tensors GPT-2 does not have, e.g. {unknown[0]}" if unknown
                                  else f"{path} lacks tensor {missing[0]}")
             for key, (_, shape) in wanted.items():
-                if tuple(f.get_slice(keys[key]).get_shape()) != shape:
-                    raise UsageError(f"{path}: {key} has shape {tuple(f.get_slice(keys[key]).get_shape())}, "
+                stored = tuple(f.get_slice(keys[key]).get_shape())
+                if stored != shape:
+                    raise UsageError(f"{path}: {key} has shape {stored}, "
                                      f"expected {shape}")
             tensors = {key: f.get_tensor(full) for key, full in keys.items()}
     except (OSError, TypeError, AttributeError, safetensors.SafetensorError) as exc:   # bfloat16, float8: unknown to NumPy

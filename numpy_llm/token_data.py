@@ -69,12 +69,12 @@ def datasets(settings, tok, block_size, log=None):
     tokens = load_tokens(settings.data, tok, log)
     name = settings.data or BUILTIN_NAME
     if settings.val_data is None:
-        train, val = split_train_val(tokens, settings.val_frac, block_size, name, "bytes" if tok.is_bytes else "tokens")
+        train, val = split_train_val(tokens, settings.val_frac, block_size, name, tok.unit)
     else:
         train, val = tokens, load_tokens(settings.val_data, tok, log)
         for part, path in ((train, name), (val, settings.val_data)):
             if len(part) < block_size + 1:
-                raise UsageError(f"{path} is too short: {len(part)} {'bytes' if tok.is_bytes else 'tokens'}, "
+                raise UsageError(f"{path} is too short: {len(part)} {tok.unit}, "
                                  f"but block_size {block_size} needs at least {block_size + 1}")
     return train, val, len(val) if tok.is_bytes else spelled_bytes(val, tok)
 

@@ -51,7 +51,7 @@ def run(args):
     train_meta = meta.get("train") if isinstance(meta.get("train"), dict) else {}
     data, data_path = _scored_tokens(args, train_meta, tokenizer)
     block_size = model.config.block_size
-    unit = "bytes" if tokenizer.is_bytes else "tokens"
+    unit = tokenizer.unit
     window_plan(len(data), block_size, args.stride)          # refuses a too-short text or a bad stride
     _log(f"loaded {args.ckpt} ({step_text(meta)}, {model.num_params():,} parameters); "
          f"scoring {len(data) - 1:,} {unit} of {data_path or BUILTIN_NAME} ({args.split}) in windows of "

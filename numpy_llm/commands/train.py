@@ -174,7 +174,7 @@ def _start_line(args, run, runner, world, train_data, val_data):
     return (f"{'resuming' if args.resume else 'training'} a {config.n_layer}-layer, {config.n_head}-head, "
             f"width-{config.n_embd} model ({run.model.num_params():,} parameters) on "
             f"{run.settings.data or BUILTIN_NAME} ({len(train_data):,} train / {len(val_data):,} val "
-            f"{'bytes' if run.tokenizer.is_bytes else 'tokens'}), {run.model.backend.name} "
+            f"{run.tokenizer.unit}), {run.model.backend.name} "
             f"{run.model.backend.dtype_name}{f' with {runner.workers} workers' if runner.workers > 1 else ''}"
             f"{f' on each of {world.size} ranks' if world is not None else ''}, from step {run.step} to {run.settings.steps}")
 
